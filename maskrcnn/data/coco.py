@@ -747,7 +747,10 @@ class CocoDataset(torch.utils.data.Dataset):
         # each record's file, looked up once: whether an id is given to two files is decided by the files
         # found ('img/a.png' and 'a.png' are one), not by how they are written
         self._other_form: list = []  # (name as written, file found in the other Unicode form)
-        found = [self._resolve(img, listings={}) for img in records]
+        # one cache for all records: each folder is listed once however many images are missing from it
+        # (a fresh one per record listed the whole folder again for every missing image)
+        listings: dict = {}
+        found = [self._resolve(img, listings=listings) for img in records]
         # a record whose file is not found still names one (its name as written): 'a.png' found and
         # 'b.png' missing under one id are two pictures, and the annotations drawn on b.png would go onto
         # a.png; only a record naming nothing (no name at all) stays out of the comparison

@@ -344,17 +344,26 @@ def case_only_match(candidates: Sequence[Path], *, report: Report, where: str,
                                 f"an archive made on macOS)", what="images found under their name in "
                                 "another Unicode form (composed / decomposed accents)")
             else:
-                report.warn_few("case_only", where, f"image {candidate} not found; using {near[0].name}, "
-                                "which differs from it only in case (the name was written on a file system "
-                                "that ignores case)", what="images found under a name that differs from the "
-                                "one written only in case of its last part (written on a file system that "
-                                "ignores case)")
+                # 'Café.jpg' (NFC) written for 'café.jpg' (NFD): the fold found it, but not by case alone
+                how = ("only in case (the name" if near[0].name.lower() == name.lower() else
+                       "in case and in its Unicode form (composed / decomposed accents; the name")
+                used = near[0].name if how.startswith("only") else ascii(near[0].name)  # forms told apart
+                report.warn_few("case_only", where, f"image {candidate} not found; using {used}, which "
+                                f"differs from it {how} was written on a file system that ignores case)",
+                                what="images found under a name that differs from the one written only in "
+                                "case of its last part (written on a file system that ignores case)")
             return near[0]
         if near:
-            what, shown = ("its Unicode form", ascii) if form else ("case", str)  # ascii: forms told apart
+            if form:
+                what = "only in its Unicode form"
+            elif all(p.name.lower() == name.lower() for p in near):
+                what = "only in case"
+            else:  # some in their Unicode form too ('Café.jpg' NFD beside 'CAFÉ.jpg')
+                what = "in case, or in case and Unicode form (composed / decomposed accents)"
+            shown = str if what == "only in case" else ascii  # ascii: forms told apart
             listing = ", ".join(shown(p.name) for p in near)
             raise Skip("ambiguous_image", f"image {candidate} not found, and {len(near)} files differ from "
-                                          f"its name only in {what} ({listing}): which one is meant is "
+                                          f"its name {what} ({listing}): which one is meant is "
                                           "unknown; rename the one meant")
     return None
 

@@ -156,11 +156,12 @@ class _ImageFinder:
     def _by_tail(self, found: list, relative: str) -> list:
         """Of the files ``found`` (under the root, of one name), those whose path ends with the most parts
         of the task's path ``relative`` (``photos/b/1.jpg`` under the folder ``photos`` given as the
-        images folder is ``b/1.jpg``): one file when a folder above the name tells them apart, else all."""
-        parts = Path(relative).parts
+        images folder is ``b/1.jpg``): one file when a folder above the name tells them apart, else all.
+        Parts are compared composed (NFC): a name stored in the other Unicode form is the same name."""
+        parts = [nfc(part) for part in Path(relative).parts]
 
         def tail(path: Path) -> int:  # parts shared at the end of the two paths
-            own = path.relative_to(self.root).parts
+            own = [nfc(part) for part in path.relative_to(self.root).parts]
             n = 0
             while n < min(len(own), len(parts)) and own[-1 - n] == parts[-1 - n]:
                 n += 1
@@ -169,6 +170,23 @@ class _ImageFinder:
         shared = [tail(p) for p in found]
         best = [p for p, n in zip(found, shared) if n == max(shared)]
         return best if len(best) == 1 and max(shared) > 1 else found
+
+    def _one_of(self, found: list, candidate: str, relative: Optional[str], source: str, *,
+                form: bool = False) -> Optional[Path]:
+        """The one file of ``found`` (files of the name ``candidate``; ``form``: in another Unicode form)
+        meant by the task, once the folders of its path ``relative`` are compared (``_by_tail``); None
+        when there is none; Skip ``ambiguous_image`` naming them when several are left."""
+        if len(found) > 1 and relative:  # the folder of the images, not the document root: by the tail
+            found = self._by_tail(found, relative)
+        if len(found) > 1:
+            shown = ascii if form else str  # ascii: the forms told apart, as they print alike
+            listing = ", ".join(shown(p.relative_to(self.root).as_posix()) for p in sorted(found)[:3])
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            place = ("is stored in another Unicode form (composed / decomposed accents) in several folders"
+                     if form else "is in several folders")
+            raise Skip("ambiguous_image", f"image {candidate!r} (from {source!r}) {place} under {self.root}: "
+                                          f"{listing}{more}")
+        return found[0] if found else None
 
     def find(self, reference: str, *, report: Optional[Report] = None, where: str = "") -> Path:
         relative, name = _parse_reference(reference)
@@ -180,25 +198,21 @@ class _ImageFinder:
         for candidate in [name] + ([match.group(1)] if match else []):
             if (self.root / candidate).is_file():
                 return self.root / candidate
-            found = self._by_name().get(candidate, [])
-            if len(found) > 1 and relative:  # the folder of the images, not the document root: by the tail
-                found = self._by_tail(found, relative)
-            if len(found) > 1:
-                listing = ", ".join(p.relative_to(self.root).as_posix() for p in sorted(found)[:3])
-                raise Skip("ambiguous_image", f"image {candidate!r} (from {source!r}) is in several folders "
-                                              f"under {self.root}: {listing}")
-            if found:
-                return found[0]
+            found = self._one_of(self._by_name().get(candidate, []), candidate, relative, source)
+            if found is not None:
+                return found
         for candidate in [name] + ([match.group(1)] if match else []):
-            # stored in the other Unicode form (an archive unzipped from macOS): the one such file only
-            found = [p for p in self._by_form().get(nfc(candidate), []) if p.name != candidate]
-            if len(found) == 1:
+            # stored in the other Unicode form (an archive unzipped from macOS): the one such file, told
+            # apart from others by its folders as names are; never one of several, which are named
+            found = self._one_of([p for p in self._by_form().get(nfc(candidate), []) if p.name != candidate],
+                                 candidate, relative, source, form=True)
+            if found is not None:
                 if report is not None:
                     said = "images found under their name in another Unicode form (composed / decomposed)"
                     report.warn_few("unicode_form", where, f"image {name!r} not found; using the file of "
                                     "that name stored in another Unicode form (composed / decomposed "
                                     "accents: an archive made on macOS)", what=said)
-                return found[0]
+                return found
         raise Skip("missing_image", f"image {name!r} (from {source!r}) not found under {self.root}")
 
 
