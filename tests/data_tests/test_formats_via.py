@@ -613,9 +613,9 @@ def test_via2_options_named_by_their_descriptions(tmp_path, capsys):
         assert _convert(src, out) == 0
         assert _classes(out) == ["cat", "dog", "3"]
         err = capsys.readouterr().err
-        assert (f"{kind}.json: class names from the descriptions of the options of attribute 'species', not "
-                "their ids (as VIA's COCO export names them): 1 -> cat, 2 -> dog; options without a "
-                "description keep their id: 3") in err
+        assert (f"{kind}.json: warning: class names from the descriptions of the options of attribute "
+                "'species', not their ids (as VIA's COCO export names them): 1 -> cat, 2 -> dog; options "
+                "without a description keep their id: 3") in err
     # options without descriptions (VIA 3 translated, or ids typed as names): the ids, and no line
     plain = tmp_path / "plain.json"
     regions = [_region(_rect(1, 1, 4, 3), species="cat")]
@@ -623,3 +623,55 @@ def test_via2_options_named_by_their_descriptions(tmp_path, capsys):
     assert _convert(plain, tmp_path / "o_plain.json") == 0
     assert _classes(tmp_path / "o_plain.json") == ["cat"]
     assert "descriptions" not in capsys.readouterr().err
+
+
+def _cup_and_bird(tmp_path):
+    """VIA 2's demo project's "type" dropdown (descriptions that are no short names) with a cup and a
+    bird region, as a project file, and a second file (an export: no definitions) holding the id "cup"."""
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.full((H, W, 3), 60, np.uint8)).save(tmp_path / "b.png")
+    options = {"bird": "Bird", "human": "Human", "cup": "Cup (object)", "unknown": "Unknown (object)"}
+    kinds = {"type": "dropdown", "description": "", "default_options": {}, "options": options}
+    regions = [_region(_rect(1, 1, 4, 3), type="cup"), _region(_rect(11, 1, 4, 3), type="bird")]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a_project.json").write_text(
+        json.dumps(_project(regions, {"type": kinds})).replace('"a.png"', '"../a.png"'))
+    (tmp_path / "src" / "b_export.json").write_text(
+        json.dumps(_entry("../b.png", [_region(_rect(1, 1, 4, 3), type="cup")])))
+    return tmp_path / "src"
+
+
+def test_via2_classes_given_by_option_id_name_the_described_class(tmp_path, capsys):
+    """The classes were the option ids (cup, bird) before descriptions named them: ``--classes cup,bird``
+    (scripts, README recipes) then converted nothing, every region's 'Cup (object)' / 'Bird' being no
+    listed class. An id in --classes now stands for its option, the class named by its description with
+    the number --classes gives it; a file without the definitions (regions holding "cup") joins it. The
+    warning says how the ids map and which classes a model trained on the ids will not find."""
+    src = _cup_and_bird(tmp_path)
+    out = tmp_path / "o.json"
+    assert _convert(src, out, "--classes", "cup,bird") == 0
+    coco = json.loads(out.read_text())
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "Cup (object)"), (2, "Bird")]
+    assert sorted(_classes(out)) == ["Bird", "Cup (object)", "Cup (object)"]
+    err = capsys.readouterr().err
+    assert ("a_project.json: warning: class names from the descriptions of the options of attribute 'type', "
+            "not their ids (as VIA's COCO export names them): bird -> Bird, human -> Human, cup -> Cup "
+            "(object), unknown -> Unknown (object); --classes bird, cup (option ids) read as Bird, Cup "
+            "(object); a model trained on the ids as class names (earlier conversions) matches none of Cup "
+            "(object), Unknown (object) when fine-tuned: they start anew") in err
+    assert "skipped 0 record(s)" in err
+    # ids and descriptions mixed: the same classes
+    assert _convert(src, tmp_path / "mixed.json", "--classes", "Cup (object),bird") == 0
+    assert _classes(tmp_path / "mixed.json") == _classes(out)
+
+
+def test_via2_unknown_label_says_which_option_id_it_was_read_from(tmp_path, capsys):
+    """A region whose option is no listed class: the line names the id it holds, not only the
+    description ('Bird' is not one of the classes ['cup'] left the user wondering where 'Bird' came from)."""
+    src = _cup_and_bird(tmp_path)
+    assert _convert(src, tmp_path / "o.json", "--classes", "cup") == 0
+    err = capsys.readouterr().err
+    assert ("a_project.json: 'a.png1234' regions[1]: label 'Bird' is not one of the classes ['Cup (object)'] "
+            "(the description of option id 'bird' of attribute 'type', which the region holds; --classes "
+            "takes the id or the description); skipped") in err
+    assert _classes(tmp_path / "o.json") == ["Cup (object)", "Cup (object)"]

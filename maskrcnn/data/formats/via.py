@@ -22,7 +22,9 @@ definitions under ``_via_attributes``. A region is ``{"shape_attributes": {"name
   keep the first attribute. A
   checkbox attribute (``{"option": true}``) gives its one ticked option. A VIA 2 choice attribute's
   option with a description (``"options": {"1": "cat"}``) names the class by it, not by the id the
-  regions hold, as VIA's own COCO export does (a line says so); an option without one keeps its id.
+  regions hold, as VIA's own COCO export does (a warning says so, with each id's description: the ids
+  were the class names before); an option without one keeps its id. ``--classes`` takes an option's id
+  as well as its description, the class then named by the description.
   When no region of a file has any attribute (matterport's balloon sample), every region is of the
   class ``class_name`` (default "object"). A region without a value for the class attribute gets
   ``class_name`` when one is given, else it is reported and skipped: a silent catch-all class would
@@ -71,6 +73,8 @@ from maskrcnn.data.formats.geometry import (
     to_coco_polygon,
 )
 from maskrcnn.data.formats.via3 import ANY_ATTRIBUTE, ATTRIBUTE_PROBLEMS, is_via3_project, via3_entries
+from maskrcnn.data.unicode_names import nfc
+from maskrcnn.engine.init_weights import normalise_name
 
 __all__ = ["DEFAULT_CLASS_NAME", "read_via"]
 
@@ -361,25 +365,53 @@ def _check_attribute(attribute: str, files: Sequence[Path], builder: CocoBuilder
                      f"region attributes: {listing}){file_note}; nothing converted")
 
 
-def _option_names(defined: dict, attribute: Optional[str]) -> tuple:
-    """({option id: description}, a line saying so or None) of a VIA 2 dropdown / radio / checkbox
-    ``attribute``: VIA 2 stores the option's id in the regions and shows the annotator its description,
-    and its own COCO export names each category by the description; so does this, for the options whose
-    description is a non-empty string other than the id (the others keep their id)."""
+def _option_names(defined: dict, attribute: Optional[str]) -> dict:
+    """{option id: description} of a VIA 2 dropdown / radio / checkbox ``attribute``: VIA 2 stores the
+    option's id in the regions and shows the annotator its description, and its own COCO export names each
+    category by the description; so does this, for the options whose description is a non-empty string
+    other than the id (the others keep their id)."""
     definition = defined.get(attribute) if attribute is not None else None
     if not isinstance(definition, dict) or definition.get("type") not in _CHOICE_TYPES or \
             not isinstance(definition.get("options"), dict):
-        return {}, None
+        return {}
     options = {str(k): v for k, v in definition["options"].items()}
-    names = {k: v.strip() for k, v in options.items() if isinstance(v, str) and v.strip() and v.strip() != k}
-    if not names:
-        return {}, None
+    return {k: v.strip() for k, v in options.items() if isinstance(v, str) and v.strip() and v.strip() != k}
+
+
+def _classes_by_id(builder: CocoBuilder, names: dict) -> dict:
+    """{option id: description} of the options ``--classes`` names by their id, not their description:
+    each such class renamed to the description in ``builder.fixed``, keeping its number. Before
+    descriptions were read the ids were the class names, so command lines and scripts pass them; the
+    description is the class now, with or without ``--classes``. An id whose description is listed too
+    is left as it is (both are classes then)."""
+    if builder.fixed is None:
+        return {}
+    renamed = {}
+    for key, name in names.items():
+        key, name = nfc(key), nfc(name)  # as check_label reads labels and the classes
+        if key in builder.fixed and name not in builder.fixed:
+            builder.fixed[name] = builder.fixed.pop(key)
+            renamed[key] = name
+    return renamed
+
+
+def _described_line(attribute: str, options: list, names: dict, renamed: dict) -> str:
+    """The warning that classes are named by descriptions: which, how the ids (the names conversions
+    before this gave them, which a model trained then knows) map, and what fine-tuning such a model meets."""
     shown = ", ".join(f"{k} -> {v}" for k, v in list(names.items())[:6]) + (", ..." if len(names) > 6 else "")
     bare = [k for k in options if k not in names]
     rest = f"; options without a description keep their id: {', '.join(bare[:6])}" \
         f"{', ...' if len(bare) > 6 else ''}" if bare else ""
-    return names, (f"class names from the descriptions of the options of attribute {attribute!r}, not "
-                   f"their ids (as VIA's COCO export names them): {shown}{rest}")
+    by_id = f"; --classes {', '.join(renamed)} (option ids) read as {', '.join(renamed.values())}" \
+        if renamed else ""
+    # fine-tuning matches class names ignoring case, spaces, "_" and "-": these the old names do not reach
+    lost = [names[k] for k in names if normalise_name(k) != normalise_name(names[k])]
+    more = ", ..." if len(lost) > 6 else ""
+    fresh = f"; a model trained on the ids as class names (earlier conversions) matches none of " \
+        f"{', '.join(lost[:6])}{more} when fine-tuned: they start anew" if lost else ""
+    return (f"class names from the descriptions of the options of attribute {attribute!r}, not their ids "
+            f"(as VIA's COCO export names them): {shown}{rest}{by_id}{fresh}; --classes takes an option's id "
+            f"or its description")
 
 
 def _region_class(region, attribute: Optional[str], class_name: Optional[str],
@@ -444,22 +476,45 @@ def _add_image(builder: CocoBuilder, image_path: Path, entry: dict, *, height: i
         raise Skip(e.reason, f"{e}; its {regions} region(s) left out{stale}") from None
 
 
+def _add_polygon(builder: CocoBuilder, image_id: int, label: str, polygon: list, *, raw, option_names: dict,
+                 attribute) -> None:
+    """``builder.add_polygons``; its ``unknown_label`` Skip says when the label is an option's description
+    read from the id the region holds (the id being the name the user may know it by)."""
+    try:
+        builder.add_polygons(image_id, label, [polygon])
+    except Skip as e:
+        key = raw.strip() if isinstance(raw, str) else None
+        if e.reason != "unknown_label" or key is None or option_names.get(key) != label:
+            raise
+        raise Skip(e.reason, f"{e} (the description of option id {key!r} of attribute {attribute!r}, which "
+                             f"the region holds; --classes takes the id or the description)") from None
+
+
 def _read(path: Path):
     """A VIA file's parsed value: its CSV export read as the JSON export it mirrors, or its JSON."""
     return _read_csv(path) if path.suffix.lower() == ".csv" else read_json(path)
 
 
 def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_attribute, class_name,
-                  images: Optional[Path] = None, listings: Optional[dict] = None) -> None:
+                  images: Optional[Path] = None, listings: Optional[dict] = None,
+                  option_ids: Optional[dict] = None) -> None:
+    """``option_ids``: {option id: description} of the described options of the files converted before,
+    added to with this file's: with ``--classes``, a region of a file that does not define them (an
+    export beside its project) holding an id whose description is a class is of that class."""
     listings = {} if listings is None else listings  # folders read by common.case_only_match
+    option_ids = {} if option_ids is None else option_ids
     name = builder.relative(path)
     entries, defined, search = _entries(_read(path))
     attribute, why = (class_attribute, None) if class_attribute else _class_attribute(entries, defined)
     if why:
         report.tell(name, why)
-    option_names, described = _option_names(defined, attribute)
-    if described:
-        report.tell(name, described)
+    option_names = _option_names(defined, attribute)
+    by_id = _classes_by_id(builder, option_names)
+    option_ids.update({nfc(k): nfc(v) for k, v in option_names.items()})
+    if option_names:  # a warning: the names differ from those conversions before this gave
+        options = [str(k) for k in defined[attribute]["options"]]
+        line = _described_line(attribute, options, option_names, by_id)
+        report.warn_once(("via_descriptions", line), name, line)  # the projects of a folder share theirs
     source = f"attribute {attribute!r}" if attribute else "no attribute"
     report.note(f"VIA files with the class from {source}")
     for key, entry in _current_first(entries, path, search, images):
@@ -488,9 +543,13 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, class_att
                 # " cat" / "cat\n": said once per label
                 if isinstance(raw, str) and label in (raw.strip(), option_names.get(raw.strip())):
                     stripped_label(raw, report=report, where=name)
+                if builder.fixed is not None and nfc(label) not in builder.fixed and \
+                        option_ids.get(nfc(label)) in builder.fixed:  # an option's id in a file without it
+                    label = option_ids[nfc(label)]
                 shape = region.get("shape_attributes") if isinstance(region, dict) else None
                 polygon = to_coco_polygon(_region_points(shape), width, height)
-                builder.add_polygons(image_id, label, [polygon])
+                _add_polygon(builder, image_id, label, polygon, raw=raw, option_names=option_names,
+                             attribute=attribute)
             except Skip as e:
                 # a VIA 3 region is named by its metadata id, as the project file keys it
                 in_file = f"metadata {region['id']!r}" if isinstance(region, dict) and "id" in region \
@@ -514,10 +573,11 @@ def read_via(
     if class_attribute and not class_name:
         _check_attribute(class_attribute, list(files), builder)
     listings: dict = {}  # folders read for names that differ only in case (common.case_only_match)
+    option_ids: dict = {}  # option id -> its description, over all files (_convert_file)
     for path in files:
         try:
             _convert_file(Path(path), builder=builder, report=report, class_attribute=class_attribute,
                           class_name=class_name, images=None if images is None else Path(images),
-                          listings=listings)
+                          listings=listings, option_ids=option_ids)
         except Skip as e:
             report.skip(builder.relative(path), e)

@@ -38,7 +38,8 @@ itself). An image without a label file, or with an empty one, has no objects: it
 trains on such background images too) and counted in the notes; when no image has a label file at all,
 a warning shows where they were looked for. Label files in the images' ``labels`` folders that belong to
 no image (its image deleted, or of an extension not read, such as ``.mpo``) are counted and named in one
-warning: their lines are left out.
+warning: their lines are left out. A ``.txt`` there whose first line is not numbers (a note, a split's
+list of images) is no label file.
 
 A line ``class x1 y1 x2 y2 ... xn yn`` is one instance: a polygon (at least 3 points; an oriented box of
 YOLO OBB, 4 corners, is one too), its coordinates fractions of the image's width and height, clipped to
@@ -68,7 +69,6 @@ describes is unknown, so both are skipped: ``ambiguous_label``).
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import re
@@ -465,11 +465,48 @@ def _convert_image(image: Path, label: Path, *, label_of, builder: CocoBuilder, 
     return has_label
 
 
+def _stems(folder: Path) -> dict:
+    """{stem: [suffix, ...]} of the files in ``folder`` with a suffix ("a.b.jpg": "a.b" -> [".jpg"], the
+    stem ``label_path`` gives its label file); {} when it cannot be listed. One listing per folder: a
+    glob per label file listed the folder once for each, O(labels x files)."""
+    stems = defaultdict(list)
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                stem, suffix = os.path.splitext(entry.name)
+                try:
+                    if suffix and entry.is_file():
+                        stems[stem].append(suffix)
+                except OSError:  # vanished, or a broken link
+                    continue
+    except OSError:
+        return {}
+    return stems
+
+
+_HEAD_CHARS = 4096  # of a file in a labels folder, read to tell a label file from a note or a list
+
+
+def _holds_label_lines(path: Path) -> bool:
+    """Whether the file reads as a label file: empty, or its first non-blank line numbers only. A
+    ``README.txt`` or a split's list of image paths (``val.txt``) in a ``labels`` folder is none, and
+    is no label file that lost its image. Only its start is read (such a file may be large)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="strict") as f:
+            head = f.read(_HEAD_CHARS)
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = head.splitlines()[:-1] if len(head) == _HEAD_CHARS else head.splitlines()  # last: maybe cut
+    first = next((line.split() for line in lines if line.strip()), None)
+    return first is None or all(_is_number(token) for token in first)
+
+
 def _tell_orphan_labels(images: list, owners: dict, *, builder: CocoBuilder, report: Report) -> None:
     """One line counting and naming the label files in the images' ``labels`` folders that belong to no
     image: its image was deleted, or has an extension that is not read (``.mpo``): their lines would be
     lost without a word. A label file whose image is there but not in this split (a ``.txt`` list of
-    another split's images in the same folder) is not one."""
+    another split's images in the same folder) is not one, nor a ``.txt`` that holds no label lines (a
+    note, a split's list of images). Each image folder is listed once, when a label file is not owned."""
     from maskrcnn.data.images import IMAGE_EXTENSIONS
 
     folders = {}  # labels folder -> the image folders whose label files it holds
@@ -477,6 +514,7 @@ def _tell_orphan_labels(images: list, owners: dict, *, builder: CocoBuilder, rep
         label_folder = label_path(image).parent
         if label_folder != image.absolute().parent:  # labels beside the images: .txt there may be lists
             folders.setdefault(label_folder, set()).add(image.absolute().parent)
+    listings: dict = {}  # image folder -> _stems
     orphans = []
     for label_folder, image_folders in sorted(folders.items()):
         try:
@@ -486,10 +524,14 @@ def _tell_orphan_labels(images: list, owners: dict, *, builder: CocoBuilder, rep
         for text in texts:
             if text in owners:
                 continue
-            pattern = f"{glob.escape(text.stem)}.*"
-            beside = sorted(p for folder in image_folders for p in folder.glob(pattern) if p.is_file())
+            for folder in image_folders - listings.keys():
+                listings[folder] = _stems(folder)
+            beside = sorted(folder / f"{text.stem}{suffix}" for folder in image_folders
+                            for suffix in listings[folder].get(text.stem, ()))
             if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in beside):
                 continue  # its image is there, in another split
+            if not _holds_label_lines(text):
+                continue
             unread = f" ({beside[0].name} is not a format read)" if beside else ""
             orphans.append(f"{builder.relative(text)}{unread}")
     if orphans:
