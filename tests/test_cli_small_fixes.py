@@ -49,3 +49,13 @@ def test_int8_dtype_points_to_quantize(name):
     with pytest.raises(ValueError) as other:
         named_dtype("half")
     assert "quantize" not in str(other.value)
+
+
+def test_cache_naming_a_broken_link_is_refused_in_the_same_line(tmp_path, monkeypatch):
+    # a dangling link passed os.path.exists, and mkdir then said only "file exists"
+    from maskrcnn.interop.download import cache_dir
+
+    (tmp_path / "brokenlink").symlink_to(tmp_path / "nowhere")
+    monkeypatch.setenv("MASKRCNN_CACHE", str(tmp_path / "brokenlink"))
+    with pytest.raises(OSError, match=r"\$MASKRCNN_CACHE \(.*brokenlink\) is a file, not a folder"):
+        cache_dir()

@@ -441,3 +441,72 @@ def test_ctrl_c_says_what_was_written_and_leaves_no_earlier_summary(tmp_path, ca
     assert not (out / "summary.json").exists()
     # c.png, an earlier overlay not drawn now, removed; b.png (stopped while being redrawn) still listed
     assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["a.png", "b.png"]
+
+
+def test_sigterm_stops_as_ctrl_c_does(tmp_path, capsys):
+    """SIGTERM (timeout, kill) took Python's default action: the process died at once, rc -15, nothing said,
+    the earlier run's summary.json left beside this run's overlays. Now it stops as Ctrl-C does: the stale
+    summary removed, the earlier overlays not drawn now removed, the stop line, status 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    _show_max(json_path, images, out, 3, capsys)
+    # a child that sends itself SIGTERM at its second overlay write (the first overlay done)
+    script = (
+        "import os, signal, sys\n"
+        "import maskrcnn.io_utils as io_utils\n"
+        "from maskrcnn.cli import main\n"
+        "original, calls = io_utils.atomic_write_bytes, []\n"
+        "def write(path, data, **options):\n"
+        "    calls.append(path)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    original(path, data, **options)\n"
+        "io_utils.atomic_write_bytes = write\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script, "show-data", "--json", str(json_path), "--images",
+                           str(images), "--output", str(out), "--overlay-min-size", "0", "--max", "3"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, proc.stderr)
+    assert (f"stopped by SIGTERM: after 1 of 3 images; overlays in {out / 'overlays'}/; no summary written"
+            in proc.stderr)
+    assert not (out / "summary.json").exists()
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["a.png", "b.png"]
+
+
+def test_an_error_after_the_first_overlay_says_the_earlier_summary_was_removed(tmp_path, capsys):
+    """A run ended by an error (a full disk) after its first overlay removed the earlier summary.json without
+    a word; the removal is now said beside the error line."""
+    import errno
+
+    import maskrcnn.io_utils as io_utils
+
+    json_path, images = _dataset(tmp_path)
+    out = tmp_path / "show"
+    _show_max(json_path, images, out, 3, capsys)
+    calls, original = [], io_utils.atomic_write_bytes
+
+    def full(path, data, **options):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        original(path, data, **options)
+
+    io_utils.atomic_write_bytes = full
+    try:
+        code = main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                     "--overlay-min-size", "0", "--max", "3"])
+    finally:
+        io_utils.atomic_write_bytes = original
+    err = capsys.readouterr().err
+    assert code == 1
+    assert not (out / "summary.json").exists()
+    assert f"show-data: removed the earlier {out / 'summary.json'}" in err
+    assert "no space left on device" in err.lower()

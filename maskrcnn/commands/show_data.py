@@ -59,12 +59,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from pathlib import Path
 
+from maskrcnn import stop_signals
 from maskrcnn.commands.data_report import IMAGE_DIR_ORDER, folded_classes, shown_name, skipped_line
 from maskrcnn.listing import short_listing
 from maskrcnn.overlay_defaults import OVERLAY_MAX_SIZE, OVERLAY_MIN_SIZE, check_overlay_min_size
+from maskrcnn.stop_signals import StoppedBySignal
 from maskrcnn.text_width import display_width, pad
 
 HELP = "draw a COCO dataset's ground truth and summarise it (classes, sizes, crowd, skipped)"
@@ -325,6 +328,47 @@ def _stopped(error: KeyboardInterrupt, out: Path, *, drawn: int, total: int) -> 
     return KeyboardInterrupt(text)
 
 
+def _stop_on_first_signal():
+    """A SIGTERM handler for one run: the drawing stops as at Ctrl-C (``StoppedBySignal``: exit 128 +
+    the signal's number). A later signal, arriving while the folder is being tidied after the first, is
+    ignored: tidying is short, and cut short it would leave the mixed folder the stop is meant to prevent."""
+    got = []
+
+    def handler(signum, frame):
+        if not got:
+            got.append(signum)
+            raise StoppedBySignal("", signum)
+
+    return handler
+
+
+def _leave_one_runs_overlays(out: Path, written_files, *, done: list, finished: bool,
+                             interrupted: bool) -> None:
+    """After the drawing, finished or not: the earlier runs' overlays this run did not draw again removed
+    once it drew one, and, stopped after its first overlay, the earlier summary.json too."""
+    from maskrcnn.shown_text import display_name
+
+    # This run's overlays replace the earlier runs' once it drew one: those of images it no longer
+    # draws (a smaller --max, a file filtered since) would read as this run's. Only regular .png files
+    # inside overlays/ that a list names go (written_files), never through a link. A run that drew
+    # none (--max 0, no image left, stopped or refused before its first overlay) removes none and
+    # keeps them listed.
+    # (an overlay listed but stopped while being written replaces nothing: its old file is still there)
+    removed = written_files.finish(replace=bool(done))
+    if removed:
+        print(f"show-data: removed {removed} overlay(s) of the earlier runs' images not drawn now from "
+              f"{display_name(out / 'overlays')}/", file=sys.stderr)
+    summary = out / "summary.json"
+    if done and not finished and summary.exists():
+        # a run stopped after its first overlay: an earlier summary.json (of another file, perhaps)
+        # would describe overlays that are gone or redrawn: removed, none written in its place. The stop
+        # line of Ctrl-C / SIGTERM says "no summary written"; an error's line would not mention it
+        summary.unlink(missing_ok=True)
+        if not interrupted:
+            print(f"show-data: removed the earlier {display_name(summary)}: it described overlays this "
+                  "run had begun to replace", file=sys.stderr)
+
+
 def run(args) -> int:
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.data.coco import CocoDataset
@@ -352,7 +396,6 @@ def run(args) -> int:
     out = Path(args.output)
     dataset.check_image_files()  # images training would refuse (size, unreadable) leave the counts too
     from maskrcnn.data.pre_annotations.written_files import WrittenFiles
-    from maskrcnn.shown_text import display_name
 
     # every earlier run's overlays, listed in overlays/written.json (and written.partial.jsonl of a run
     # killed mid-way), and the last summary.json's (a run from before written.json): this run's to write over
@@ -361,27 +404,20 @@ def run(args) -> int:
     written_files = WrittenFiles(folder=out / "overlays", label="overlays", prefix="show-data",
                                  also_earlier=in_summary)
     owned = frozenset(written_files.earlier | in_summary)
-    to_draw, overlays, done = min(args.max, len(dataset)), None, []
-    try:
-        overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size,
-                         owned=owned, written_files=written_files, done=done)
-    except KeyboardInterrupt as e:  # after finally's removal: said as predict says its stop
-        raise _stopped(e, out, drawn=len(done), total=to_draw) from None
-    finally:
-        # This run's overlays replace the earlier runs' once it drew one: those of images it no longer
-        # draws (a smaller --max, a file filtered since) would read as this run's. Only regular .png files
-        # inside overlays/ that a list names go (written_files), never through a link. A run that drew
-        # none (--max 0, no image left, stopped or refused before its first overlay) removes none and
-        # keeps them listed.
-        # (an overlay listed but stopped while being written replaces nothing: its old file is still there)
-        removed = written_files.finish(replace=bool(done))
-        if removed:
-            print(f"show-data: removed {removed} overlay(s) of the earlier runs' images not drawn now from "
-                  f"{display_name(out / 'overlays')}/", file=sys.stderr)
-        if done and overlays is None:
-            # a run stopped after its first overlay: an earlier summary.json (of another file, perhaps)
-            # would describe overlays that are gone or redrawn: removed, none written in its place
-            (out / "summary.json").unlink(missing_ok=True)
+    to_draw, overlays, done, interrupted = min(args.max, len(dataset)), None, [], []
+    # SIGTERM (timeout, docker stop, kill) stops the drawing as Ctrl-C does, so that the folder is left as
+    # a stopped run leaves it (below) rather than holding two runs' overlays and a stale summary
+    with stop_signals.handling((signal.SIGTERM,), _stop_on_first_signal()):
+        try:
+            overlays = _draw(dataset, out / "overlays", max_images=args.max, min_size=args.overlay_min_size,
+                             owned=owned, written_files=written_files, done=done)
+        except KeyboardInterrupt as e:  # after finally's removal: said as predict says its stop
+            interrupted.append(e)
+            raise _stopped(e, out, drawn=len(done), total=to_draw) from None
+        finally:
+            _leave_one_runs_overlays(out, written_files, done=done, finished=overlays is not None,
+                                     interrupted=bool(interrupted))
+
     summary = summarise(dataset)  # after drawing: masks that failed to decode there are counted too
     summary["overlays"] = list(overlays)  # paths relative to overlays/
     summary["overlay_images"] = overlays  # overlay -> the image's file_name

@@ -73,7 +73,8 @@ class DownloadError(RuntimeError):
 def cache_dir() -> Path:
     """``$MASKRCNN_CACHE`` or ``~/.cache/maskrcnn/checkpoints``."""
     env = os.environ.get("MASKRCNN_CACHE")
-    if env and os.path.exists(env) and not os.path.isdir(env):  # mkdir said only "file exists"
+    # lexists: a broken link passes exists() and mkdir then said only "file exists"
+    if env and os.path.lexists(env) and not os.path.isdir(env):
         raise NotADirectoryError(f"$MASKRCNN_CACHE ({env}) is a file, not a folder: name a folder for the "
                                  f"downloaded checkpoints")
     return Path(env) if env else Path.home() / ".cache" / "maskrcnn" / "checkpoints"
