@@ -400,8 +400,9 @@ def test_show_data_reads_one_file_under_two_ids_once_with_both_records_objects(t
     assert sorted(p.name for p in (tmp_path / "look" / "overlays").glob("*.png")) == ["a.png"]
 
 
-def _interrupted_at_write(json_path, images, out, at, capsys):
-    """show-data --max 3 into ``out`` with Ctrl-C at its ``at``-th overlay write: (status, stderr)."""
+def _interrupted_at_write(json_path, images, out, at, capsys, stop=None):
+    """show-data --max 3 into ``out`` with ``stop(path)`` raised at its ``at``-th overlay write (Ctrl-C
+    by default): (status, stderr)."""
     import maskrcnn.io_utils as io_utils
 
     calls, original = [], io_utils.atomic_write_bytes
@@ -409,7 +410,7 @@ def _interrupted_at_write(json_path, images, out, at, capsys):
     def interrupted(path, data, **options):
         calls.append(path)
         if len(calls) == at:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt if stop is None else stop(path)
         original(path, data, **options)
 
     io_utils.atomic_write_bytes = interrupted
@@ -486,26 +487,12 @@ def test_an_error_after_the_first_overlay_says_the_earlier_summary_was_removed(t
     a word; the removal is now said beside the error line."""
     import errno
 
-    import maskrcnn.io_utils as io_utils
-
     json_path, images = _dataset(tmp_path)
     out = tmp_path / "show"
     _show_max(json_path, images, out, 3, capsys)
-    calls, original = [], io_utils.atomic_write_bytes
-
-    def full(path, data, **options):
-        calls.append(path)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        original(path, data, **options)
-
-    io_utils.atomic_write_bytes = full
-    try:
-        code = main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
-                     "--overlay-min-size", "0", "--max", "3"])
-    finally:
-        io_utils.atomic_write_bytes = original
-    err = capsys.readouterr().err
+    code, err = _interrupted_at_write(json_path, images, out, 2, capsys,
+                                      stop=lambda path: OSError(errno.ENOSPC, "No space left on device",
+                                                                str(path)))
     assert code == 1
     assert not (out / "summary.json").exists()
     assert f"show-data: removed the earlier {out / 'summary.json'}" in err
