@@ -163,14 +163,26 @@ def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
     return rank, world_size, dev
 
 
+# How long a rank leaves the interpreter to gloo's worker threads before it goes on to exit
+COLLECTIVE_SETTLE_S = 0.2
+
+
 def cleanup(*, wait_for_peers: bool = True) -> None:
     """Leave the process group. After a normal end every rank waits for the others first: a rank that
     tears its gloo connections down while a peer is still writing its last checkpoint can abort either
     process ("terminate called without an active exception"). After an error there is no waiting (the
-    peers may be inside another collective, or gone)."""
+    peers may be inside another collective, or gone).
+
+    Then a short sleep, on every path. A gloo worker thread lets go of a finished collective's tensors
+    only after the caller has its result, and letting go of a tensor Python made takes the interpreter
+    lock; DDP keeps the process group (and those threads) alive past ``destroy_process_group``, so a
+    process that exits within those few milliseconds had its worker thread meet a finalising
+    interpreter, which ends the process with SIGABRT after a run that succeeded (seen about once in 15
+    two-rank runs). Sleeping releases the lock, and the threads finish first."""
     if is_initialized():
         if wait_for_peers:
             dist.barrier()
+        time.sleep(COLLECTIVE_SETTLE_S)
         dist.destroy_process_group()
 
 

@@ -70,7 +70,9 @@ def _rank(rank: int, world: int, store: str, gt: str, images: str, out: str = ""
     try:
         result = _evaluate(gt, images, own_buffers=rank == 1)
     finally:
-        dist.destroy_process_group()
+        from maskrcnn.engine import distributed as du
+
+        du.cleanup(wait_for_peers=False)
     if out:
         with open(out, "wb") as f:
             pickle.dump(result, f)

@@ -72,8 +72,10 @@ def _rank(rank: int, store: str, out: str, report: str, pin_on_resume: str = "")
         assert trainer.resume() and trainer.iteration == 1
         resumed_on = _linear_engine(model)
         trainer.train()
-    finally:
-        dist.destroy_process_group()
+    finally:  # the library's own way out (a bare destroy_process_group could abort this process at exit)
+        from maskrcnn.engine import distributed as du
+
+        du.cleanup(wait_for_peers=False)
     Path(report).write_text(json.dumps({"built": built, "trained": trained_on, "resumed": resumed_on,
                                          "log": stream.getvalue()}))
 
