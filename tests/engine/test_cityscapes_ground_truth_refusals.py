@@ -124,3 +124,17 @@ def test_a_polygons_file_that_is_not_json_or_of_the_wrong_types_is_named(tmp_pat
     # neither file: None, as before (check_root names the missing files)
     path.unlink()
     assert ground_truth_size(absent_png, path) is None
+
+
+def test_with_only_some_images_evaluated_a_bad_ground_truth_is_left_to_the_scoring(tmp_path):
+    """--max-images evaluates only some images: check_root passes over one whose ground truth the scorer
+    cannot use (it may not be evaluated); evaluating it refuses it, naming the file."""
+    from maskrcnn.engine.cityscapes_eval import check_root
+
+    root, folder, gt = _dataset(tmp_path)
+    path = _polygons(folder, {"imgHeight": 64000, "imgWidth": 128000, "objects": []})
+    raw = json.loads(gt.read_text())
+    check_root(root, raw, every_image=False)
+    with pytest.raises(ValueError, match="image too large"):
+        check_root(root, raw, given="G: ")
+    assert path.is_file()
