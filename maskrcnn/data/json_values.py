@@ -54,6 +54,33 @@ def _digits_problem(path, encoding: str, error: ValueError) -> ValueError:
     return ValueError(f"a number of more than 4300 digits{where}; no annotation value is that long")
 
 
+_HEAD_BYTES = 65536  # read first to find the encoding and the first character: any JSON starts within
+_WHITESPACE = " \t\n\r"  # JSON's (and Python's json module's) blanks
+# what a JSON value can start with (NaN and Infinity: Python's json module reads them); top-level scalars
+# too, so that every caller's own message for a value of the wrong type is unchanged
+_JSON_STARTS = frozenset('{["-0123456789tfnNI')
+
+
+def _refuse_what_cannot_start_json(head: bytes, encoding: str) -> None:
+    """The error ``json.load`` gives for a file whose first non-blank character cannot start a JSON value
+    (a binary file, a sparse file of NUL bytes), in its own words, from the file's first bytes ``head``:
+    it read the whole file first (a 1 GB file: seconds, and 2.3 GB of memory, to say "Expecting value:
+    line 1 column 1"). A head that is all blank, or that ends in a character cut in two, is left to
+    ``json.load``; a byte that is no text where the first character should be is its UnicodeDecodeError,
+    as decoding the whole file would give it."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        text = decoder.decode(head, final=False)
+    except UnicodeDecodeError as e:
+        before = codecs.getincrementaldecoder(encoding)().decode(head[: e.start], final=False)
+        if not before.strip(_WHITESPACE):
+            raise  # the same error, at the same position, as decoding the whole file
+        text = before
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    if start < len(text) and text[start] not in _JSON_STARTS:
+        raise json.JSONDecodeError("Expecting value", text, start)
+
+
 def read_json_file(path: Union[str, os.PathLike]):
     """A JSON file's value. UTF-8, or UTF-16 / UTF-32 with a byte order mark (what Windows PowerShell 5.1's
     ``Out-File`` and ``>`` write, and Notepad's "Unicode"); a UTF-8 BOM is dropped too. OSError when it
@@ -61,10 +88,13 @@ def read_json_file(path: Union[str, os.PathLike]):
     two values, a number of more than 4300 digits) or RecursionError when it is not JSON: the callers name
     the file."""
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(_HEAD_BYTES)
     encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
-    # opened again as text rather than decoding the bytes read: a COCO file may be gigabytes, and its
-    # bytes and its text need not both live while it is parsed
+    _refuse_what_cannot_start_json(head, encoding)
+    # json.load reads the whole text at once (f.read()): the file's bytes and its decoded text both live
+    # while it is decoded, then the text and the parsed values while it is parsed (2-3x the file's size
+    # at the peak), which the standard library's parser cannot avoid; hence the check of its first bytes
+    # above, so that a file that cannot be JSON costs nothing however large
     with open(path, encoding=encoding) as f:
         try:
             return json.load(f, object_pairs_hook=_unique_keys)

@@ -104,38 +104,71 @@ def ground_truth_path(root: Path, file_name: str) -> tuple:
 def ground_truth_size(ids_png: Path, polygons: Path) -> Optional[tuple]:
     """(H, W) of an image's ground truth as the official scorer reads it: the instanceIds PNG's (its
     header), else the ``imgHeight`` x ``imgWidth`` of its polygons (``json2instanceImg`` draws at that
-    size); None when neither file says one (the scoring names a missing file)."""
-    from PIL import Image
+    size); None when neither file is there (the scoring names a missing file).
 
-    from maskrcnn.data.formats.common import given_size
+    ValueError naming the file (and the field) for one the scorer cannot use: a PNG over the pixel limit
+    or not readable (``images.open_image``, the converters' one open: PIL's DecompressionBombError is no
+    OSError and escaped as a traceback), a polygons file that is not JSON (RecursionError too: 100000
+    nested objects), not an object, or whose ``imgHeight`` / ``imgWidth`` is not a positive whole number
+    or asks for more pixels than an image may have (a 119-byte file asked for a 7.6 GiB mask per
+    detection); ``objects`` must be a list."""
+    from maskrcnn.data.images import _check_size, max_image_pixels, open_image
+    from maskrcnn.data.json_values import is_whole, read_json_file
 
     if ids_png.is_file():
-        try:
-            with Image.open(ids_png) as img:
-                return img.height, img.width
-        except (OSError, ValueError):
-            return None
-    try:
-        data = json.loads(polygons.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open_image(ids_png, str(ids_png), decode=False) as img:  # ImageReadError: a ValueError
+            return img.height, img.width
+    if not polygons.is_file():
         return None
-    return given_size(data.get("imgHeight"), data.get("imgWidth")) if isinstance(data, dict) else None
+    try:
+        data = read_json_file(polygons)
+    except (OSError, ValueError, RecursionError) as e:
+        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ValueError(f"{polygons}: not readable JSON ({detail})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{polygons}: holds a JSON {type(data).__name__}, expected an object with "
+                         f"imgHeight, imgWidth and objects")
+    for field in ("imgHeight", "imgWidth"):
+        value = data.get(field)
+        if not (is_whole(value) and value > 0):
+            raise ValueError(f"{polygons}: {field} {value!r} is not a positive whole number (the size, in "
+                             f"pixels, the ground truth is drawn at)")
+    height, width = int(data["imgHeight"]), int(data["imgWidth"])
+    try:
+        _check_size(width, height, "imgWidth x imgHeight", max_image_pixels())
+    except ValueError as e:
+        raise ValueError(f"{polygons}: {e}") from None
+    if not isinstance(data.get("objects"), list):
+        raise ValueError(f"{polygons}: objects {_short(data.get('objects'))} is not a list of objects")
+    return height, width
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _size_text(size: tuple) -> str:
     return f"{size[1]}x{size[0]}"
 
 
-def _other_sizes(root: Path, images: Iterable[dict]) -> tuple:
+def _other_sizes(root: Path, images: Iterable[dict], *, strict: bool = True) -> tuple:
     """(the images whose size (the records' ``height`` x ``width``) is not their ground truth's but has its
-    shape, [(file_name, image size, ground-truth path, its size)] of those of another shape)."""
+    shape, [(file_name, image size, ground-truth path, its size)] of those of another shape).
+    ``ground_truth_size``'s ValueError for a ground truth the scorer cannot use, unless not ``strict``:
+    such an image is then passed over here (it may not be evaluated; the scoring refuses it if it is)."""
     resized, other = [], []
     for img in images:
         shown = (img.get("height"), img.get("width"))
         if not all(isinstance(v, int) and v > 0 for v in shown):
             continue  # the COCO loader names a record without a size
         _, ids_png, polygons = ground_truth_path(root, str(img.get("file_name", "")))
-        truth = ground_truth_size(ids_png, polygons)
+        try:
+            truth = ground_truth_size(ids_png, polygons)
+        except ValueError:
+            if strict:
+                raise
+            continue
         if truth is None or truth == shown:
             continue
         where = ids_png if ids_png.is_file() else polygons
@@ -184,7 +217,12 @@ def check_root(root, ground_truth: dict, *, given: str = "", every_image: bool =
     # The scorer compares each mask with the ground truth pixel for pixel: an image of another shape than
     # its gtFine failed in its assignGt2Preds after the whole inference (a resized copy has its masks
     # resized to the ground truth's size when they are written)
-    _, other = _other_sizes(Path(root), ground_truth.get("images", []))
+    # a ground truth the scorer cannot use (over the pixel limit, not JSON, a bogus size) is refused here
+    # too, naming the file; with only some images evaluated, only if one of them is (in the scoring)
+    try:
+        _, other = _other_sizes(Path(root), ground_truth.get("images", []), strict=every_image)
+    except ValueError as e:
+        raise ValueError(f"{given}{e}") from None
     if other:
         name, shown, where, truth = other[0]
         raise ValueError(
@@ -332,8 +370,13 @@ def _write_json(data, path) -> None:
 
 def _run_official(spec_path: str) -> int:
     """The child process: the official evaluation with explicit settings, files only in ``spec.work``."""
+    from maskrcnn.data.images import apply_max_pixels_env
+
     spec = json.loads(Path(spec_path).read_text())
     work = Path(spec["work"])
+    # the pixel limit the command checked the ground truth against (MASKRCNN_MAX_IMAGE_PIXELS, inherited):
+    # this process is the scorer's own, and PIL's default would refuse a PNG the user allowed
+    apply_max_pixels_env()
     if not hasattr(np, "in1d"):  # numpy 2.4 removed in1d, which the script calls; isin(...).ravel() is its
         np.in1d = lambda a, b, **kw: np.isin(a, b, **kw).ravel()  # documented replacement (this process only)
     from cityscapesscripts.evaluation import evalInstanceLevelSemanticLabeling as official

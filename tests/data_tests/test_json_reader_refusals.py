@@ -63,3 +63,51 @@ def test_a_number_of_5000_digits_is_refused_without_python_advice(tmp_path):
         load_coco_json(path)
     assert str(info.value) == (f"{path}: not valid JSON (a number of more than 4300 digits at line 2; no "
                                "annotation value is that long)")
+
+
+def test_a_file_whose_first_byte_cannot_start_json_is_refused_without_reading_it_all(tmp_path, monkeypatch):
+    """A 1 GB sparse file (NUL bytes) was read whole (seconds, 2.3 GB of memory) before json said
+    "Expecting value" at its first byte; now its first bytes are enough, and the message is json's own."""
+    import builtins
+    import json
+
+    from maskrcnn.data import json_values
+
+    big = tmp_path / "sparse.json"
+    with open(big, "wb") as f:
+        f.truncate(64 * 2**20)  # sparse: no disk used
+    small = tmp_path / "small.json"
+    small.write_bytes(b"\x00" * 16)
+    with pytest.raises(ValueError) as expected:
+        json.loads(small.read_text(encoding="utf-8"))
+    read = []
+
+    class Counted:
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, *args):
+            data = self.f.read(*args)
+            read.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(json_values, "open", lambda *a, **k: Counted(builtins.open(*a, **k)), raising=False)
+    for path in (small, big):
+        read.clear()
+        with pytest.raises(ValueError) as e:
+            read_json_file(path)
+        assert str(e.value) == str(expected.value) == "Expecting value: line 1 column 1 (char 0)"
+        assert sum(read) <= 65536, read
+    # blanks first, and values of every kind, as before
+    (tmp_path / "blank.json").write_text("  \n  x")
+    with pytest.raises(ValueError, match=r"Expecting value: line 2 column 3 \(char 5\)"):
+        read_json_file(tmp_path / "blank.json")
+    for text, value in (('\n {"a": 1}', {"a": 1}), ("[1]", [1]), ("-5", -5), ('"s"', "s"), ("null", None)):
+        (tmp_path / "v.json").write_text(text)
+        assert read_json_file(tmp_path / "v.json") == value
