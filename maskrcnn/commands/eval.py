@@ -115,6 +115,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "Ultralytics writes for datasets other than COCO)")
     parser.add_argument("--category-map", metavar="FILE.json",
                         help='with --results: {"results id": ground-truth id, ...} for every category_id')
+    parser.add_argument("--results-image-ids", choices=("auto", "id", "file-name"), default="auto",
+                        help="with --results: how image_id names an image: auto (an id of --json's images "
+                             "when every one is, else its file name or stem; a record's file_name first), "
+                             "id, or file-name (Ultralytics writes image_id = int(file stem))")
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
     from maskrcnn.commands.data_report import IMAGE_DIR_ORDER
 
@@ -535,6 +539,8 @@ def run(args: argparse.Namespace) -> int:
         raise RuntimeError(f"--cityscapes: {INSTALL_HINT}")
     if (args.category_offset or args.category_map) and not args.results:
         raise ValueError("--category-offset and --category-map apply to --results files")
+    if args.results_image_ids != "auto" and not args.results:
+        raise ValueError("--results-image-ids applies to --results files")
     if args.config and args.results:
         raise ValueError("--config applies to --weights (a bare state dict of ours), not to --results files")
     if args.results:
@@ -567,7 +573,8 @@ def run(args: argparse.Namespace) -> int:
         # the Cityscapes scorer gets the records that passed validation, not the raw file
         metrics, cs_results, records_by_type, results_files = evaluate_results_file(
             coco_gt, args.results, return_records_by_type=True, category_offset=args.category_offset,
-            category_map=mapping, gt_source=str(args.json), keypoint_sigmas=sigmas)
+            category_map=mapping, gt_source=str(args.json), keypoint_sigmas=sigmas,
+            image_ids=args.results_image_ids)
         if "keypoints" in metrics and "not_scored" not in metrics["keypoints"]:  # (why not: said)
             # as a model's evaluation says it (engine/inference.build_evaluator)
             _say_sigmas(metrics["keypoints"], names, sigmas_from, args.set)

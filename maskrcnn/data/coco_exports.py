@@ -41,7 +41,10 @@ import numpy as np
 from maskrcnn.data.formats.geometry import clip_polygon
 from maskrcnn.data.mask_codec import rle_counts_from_string
 
-__all__ = ["has_unknown_sizes", "needs_sizes", "read_tool_exports", "sizes_from_files", "warn_tool_exports"]
+__all__ = [
+    "flat_polygon", "has_unknown_sizes", "needs_sizes", "read_tool_exports", "sizes_from_files",
+    "warn_tool_exports",
+]
 
 
 def _number(v) -> bool:
@@ -52,7 +55,9 @@ def _unknown_size(img) -> bool:
     return isinstance(img, dict) and img.get("width") == -1 and img.get("height") == -1
 
 
-def _flat_polygon(seg) -> bool:
+def flat_polygon(seg) -> bool:
+    """Whether ``seg`` is one polygon not wrapped in a list: ``[x1, y1, ...]``, at least 3 points of finite
+    numbers. The one rule for the ground truth (read here) and results files (``engine/results_file``)."""
     return isinstance(seg, list) and len(seg) >= 6 and len(seg) % 2 == 0 and all(map(_number, seg))
 
 
@@ -183,7 +188,7 @@ def read_tool_exports(data: dict, source: str, *, sizes_how: str = _SIZES_MEASUR
             continue
         seg, bbox = a.get("segmentation"), a.get("bbox")
         # the cheap tests first: most records are COCO's own ([[...]] polygons, a box of numbers, an area)
-        flat = isinstance(seg, list) and len(seg) >= 6 and _flat_polygon(seg)
+        flat = isinstance(seg, list) and len(seg) >= 6 and flat_polygon(seg)
         no_box = isinstance(bbox, list) and bool(bbox) and bbox[0] in (None, []) and _no_box(bbox)
         # [0, 0, 0, 0] beside a mask (hand scripts write it for "not measured"): skipped as a bad box, the
         # good mask was lost

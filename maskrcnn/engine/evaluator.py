@@ -66,6 +66,7 @@ from maskrcnn.engine.results_file import (
     read_results_file,
     resolve_results_paths,
     shift_categories,
+    wrap_flat_polygons,
     zero_based_hint,
     zero_based_suspicion,
 )
@@ -218,6 +219,13 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
     return None
 
 
+def _mixed_ids(ids) -> str:
+    """One integer and one string among ``ids`` ("1, 'img_2'"), or "" when they are of one kind."""
+    number = next((i for i in ids if isinstance(i, int)), None)
+    text = next((i for i in ids if isinstance(i, str)), None)
+    return "" if number is None or text is None else f"{number}, {text!r}"
+
+
 def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = False,
                            positions: bool = True) -> dict:
     """Check what COCOeval needs; fill ``iscrowd`` (0) and ``area`` (the mask's, else the box's) when
@@ -253,6 +261,11 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             if named:
                 problems.append(f"category {cat['id']!r}: {named}")
             cat_ids[cat["id"]] = names if isinstance(names, list) and names else None
+    for ids, field in ((images, "images' id"), (cat_ids, "categories' id")):
+        mixed = _mixed_ids(ids)
+        if mixed:  # COCOeval sorts the ids: int < str is a TypeError deep inside it
+            problems.append(f"{field} values mix integers and strings ({mixed}): number them one way (two "
+                            f"datasets merged?)")
     anns = data.get("annotations", [])
     if crowd_as_objects:  # data.crowd_as_objects (data/crowd.py): CVAT's brush masks are objects
         anns = as_objects(anns)[0]
@@ -467,7 +480,9 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
             only = by_type and len(found) < len(iou_types)  # else it is left out of every AP
             out_of = f" (left out of {', '.join(found)} AP only)" if only else ""
             problems.append(f"result {i} (image_id {r['image_id']!r}): {text}{out_of}")
-        record = _plain_segmentation(r)
+        # only a mask kept for segm AP is made plain: one found bad (a null or non-numeric RLE size, a bare
+        # number among the polygons) is what _plain_segmentation cannot read (a traceback, not a warning)
+        record = r if "segm" in found else _plain_segmentation(r)
         for t in iou_types:
             if t not in found and _FIELDS[t] in r:
                 kept[t].append(record)
@@ -812,6 +827,7 @@ def evaluate_results_file(
     return_records_by_type: bool = False,
     crowd_as_objects: bool = False,
     gt_source: str = "the ground truth",
+    image_ids: str = "auto",
 ):
     """COCO AP of results against a ground-truth JSON (all its images). ``results_json``: a path, a
     comma-separated list or a list of paths (MMDetection's ``.bbox.json`` and ``.segm.json``, or their
@@ -822,7 +838,8 @@ def evaluate_results_file(
     ``category_offset`` is added to every results ``category_id``; ``category_map`` ({results id:
     ground-truth id}) maps them instead (0-based class indices). ``crowd_as_objects``:
     as ``load_ground_truth`` (a path or dict ``gt_json``); ``gt_source``: its file's name in messages
-    when ``gt_json`` is not a path. With
+    when ``gt_json`` is not a path. ``image_ids``: how a results ``image_id`` names an image, "auto",
+    "id" or "file-name" (``results_file.match_image_ids``; ``eval --results-image-ids``). With
     ``return_records_by_type``: (metrics, records, {iou type: the records scored for it}, [the results
     files read, as ``resolve_results_paths`` found them]), for other scorers of the same file (records:
     those that passed validation, the ones scored for segm when there are several files), an analysis of
@@ -847,7 +864,8 @@ def evaluate_results_file(
         results = shift_categories(results, source, offset=category_offset, mapping=category_map)
         if not category_offset and not category_map:  # (those say which is which themselves)
             results = match_category_names(results, coco_gt, source, gt_source)
-        results = match_image_ids(results, coco_gt, source)
+        results = match_image_ids(results, coco_gt, source, read_as=image_ids)
+        results = wrap_flat_polygons(results, source)  # as the ground truth's reader does (VIA 3, by hand)
         partial = partial_fields(results, types, source, coco_gt=coco_gt)  # on the ground truth's ids
         by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True)
         main = by_type[types[0]]  # every record of the file but bad ones (types[0] has no partial field)

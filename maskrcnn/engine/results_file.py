@@ -67,13 +67,14 @@ from typing import Sequence, Union
 
 import pycocotools.mask as mask_utils
 
+from maskrcnn.data.coco_exports import flat_polygon
 from maskrcnn.data.json_values import read_json_file
 
 __all__ = [
     "compress_segmentations", "image_name_keys", "iou_types_of", "match_category_names", "match_file_names",
-    "match_image_ids",
+    "IMAGE_ID_READINGS", "match_image_ids",
     "note_scoring_conventions", "partial_fields", "plan_iou_types", "read_category_map",
-    "read_results_file", "resolve_results_paths", "shift_categories",
+    "read_results_file", "resolve_results_paths", "shift_categories", "wrap_flat_polygons",
     "zero_based_hint", "zero_based_suspicion",
 ]
 
@@ -91,6 +92,11 @@ def resolve_results_paths(given: Union[str, os.PathLike, Sequence]) -> list:
     A path that is not a file but is MMDetection's prefix (``PREFIX.bbox.json`` / ``PREFIX.segm.json``
     exist) stands for those files."""
     items = [given] if isinstance(given, (str, os.PathLike)) else list(given)
+    odd = next((item for item in items if not isinstance(item, (str, os.PathLike))), None)
+    if odd is not None:  # the records themselves (a list of dicts) failed on os.fspath, naming neither
+        raise TypeError(f"results: a path, a comma-separated list of paths or a list of paths, got a list "
+                        f"holding a {type(odd).__name__}" + (" (a results record?): to score records, "
+                        "write them to a JSON file and pass its path" if isinstance(odd, dict) else ""))
     paths = []
     for item in items:
         parts = [p for p in str(item).split(",") if p] if not Path(item).is_file() else [str(item)]
@@ -249,13 +255,23 @@ def image_name_keys(coco_gt) -> set:
             for key in _name_keys(img["file_name"])}
 
 
-def match_image_ids(results: list, coco_gt, source: str) -> list:
-    """``results`` with ``image_id`` the ground truth's ids. Records that carry a ``file_name`` (``maskrcnn
-    predict``'s, which numbers images 1..N in its own order) are matched by it (``match_file_names``).
-    Otherwise, when the ids are all ids of its images they stay (an id is an id, even if it is also
-    another image's file stem: that is said); else, when every one is a file name, base name or stem of
-    exactly one image, they are matched by file name. Anything else is left for validation to refuse
-    (naming the unknown ids)."""
+IMAGE_ID_READINGS = ("auto", "id", "file-name")  # eval --results-image-ids
+
+
+def match_image_ids(results: list, coco_gt, source: str, *, read_as: str = "auto") -> list:
+    """``results`` with ``image_id`` the ground truth's ids. ``read_as`` "auto": records that carry a
+    ``file_name`` (``maskrcnn predict``'s, which numbers images 1..N in its own order) are matched by it
+    (``match_file_names``). Otherwise, when the ids are all ids of its images they stay (an id is an id,
+    even if it is also another image's file stem: that is said, with how to choose the other reading);
+    else, when every one is a file name, base name or stem of exactly one image, they are matched by
+    file name. Anything else is left for validation to refuse (naming the unknown ids). "id": every
+    ``image_id`` is the ground truth's id (a record's ``file_name`` unread). "file-name": every record is
+    matched by name (its ``file_name``, else its ``image_id``: Ultralytics writes the file stem), a
+    ValueError naming those that name no one image."""
+    if read_as not in IMAGE_ID_READINGS:
+        raise ValueError(f"image ids are read as one of {', '.join(IMAGE_ID_READINGS)}, got {read_as!r}")
+    if read_as == "id":
+        return results  # validation names ids the ground truth lacks
     if any(isinstance(r, dict) and "file_name" in r for r in results):
         return match_file_names(results, coco_gt, source)
     ids = [r.get("image_id") for r in results if isinstance(r, dict)]
@@ -271,11 +287,23 @@ def match_image_ids(results: list, coco_gt, source: str) -> list:
                     clashes.add(key)
     for key in clashes:  # two images answer to this name: it says nothing
         del by_name[key]
-    if all(i in known for i in ids):
+    if read_as == "file-name":
+        unnamed = {i for i in ids if i not in by_name}
+        if unnamed:
+            raise ValueError(f"{source}: --results-image-ids file-name: image_id {_shown(unnamed)} is not "
+                             f"the file name, base name or stem of one image of the ground truth"
+                             + (f" ({len(unnamed)} values in all)" if len(unnamed) > 1 else ""))
+    elif all(i in known for i in ids):
         moved = sum(1 for i in set(ids) if i in by_name and by_name[i] != i)
         if moved and all(i in by_name for i in ids):
+            # both readings are complete and they differ: the wrong one scores every detection against
+            # another image (AP near 0), so the note says both and how to choose
+            example = next(i for i in ids if i in by_name and by_name[i] != i)
             _note(f"{source}: the image_id values are ids of the ground truth's images and also file names "
-                  f"of others ({moved} differ): read as ids")
+                  f"of others ({moved} differ; e.g. {example!r} is image id {example!r} and the file of "
+                  f"image id {by_name[example]!r}): read as ids; if they are file stems (Ultralytics writes "
+                  f"image_id = int(stem)), pass --results-image-ids file-name (--results-image-ids id "
+                  f"says ids without this note)")
         return results
     if not all(i in by_name for i in ids):
         named = sorted({i for i in ids if i not in known and i in by_name}, key=str)
@@ -285,9 +313,15 @@ def match_image_ids(results: list, coco_gt, source: str) -> list:
                              f"{f', {len(named)} names in all' if len(named) > 1 else ''}): use one or "
                              f"the other")
         return results  # validation names the unknown ids
-    _note(f"{source}: image_id matched by file name ({len(set(ids))} images; e.g. {ids[0]!r} -> image id "
-          f"{by_name[ids[0]]!r}), as Ultralytics writes them")
+    if read_as == "auto":  # (asked for, it is not news)
+        _note(f"{source}: image_id matched by file name ({len(set(ids))} images; e.g. {ids[0]!r} -> image id "
+              f"{by_name[ids[0]]!r}), as Ultralytics writes them")
     return [dict(r, image_id=by_name[r["image_id"]]) for r in results]
+
+
+def _shown(values) -> str:
+    """The first of ``values`` (in a stable order) as a message shows it."""
+    return repr(sorted(values, key=lambda v: (isinstance(v, str), str(v)))[0])
 
 
 def _path_parts(file_name: str) -> list:
@@ -663,6 +697,22 @@ def shift_categories(results: list, source: str, *, offset: int = 0, mapping=Non
     _note(f"{source}: {offset:+d} added to every category_id")
     return [dict(r, category_id=r["category_id"] + offset) if isinstance(r, dict) and "category_id" in r
             else r for r in results]
+
+
+def wrap_flat_polygons(results: list, source: str) -> list:
+    """``results`` with a ``segmentation`` that is one flat polygon ``[x1, y1, ...]`` (at least 3 points,
+    even length, numbers only) read as ``[[x1, y1, ...]]``, said in one note: the ground truth's reader
+    (``data/coco_exports.read_tool_exports``) reads it so, and the same shape in a results file was a
+    traceback. Anything else that is not a list of polygons is left for validation to name."""
+    out, wrapped = [], 0
+    for r in results:
+        if isinstance(r, dict) and flat_polygon(r.get("segmentation")):
+            r, wrapped = dict(r, segmentation=[r["segmentation"]]), wrapped + 1
+        out.append(r)
+    if wrapped:
+        _note(f"{source}: {wrapped} segmentations are one flat polygon [x1, y1, ...] not wrapped in a list: "
+              f"read as [[x1, y1, ...]], as the ground truth's are")
+    return out
 
 
 def compress_segmentations(results: list, coco_gt, source: str) -> list:
