@@ -127,15 +127,16 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
     import numpy as np
 
     if type(image).__module__.startswith("PIL.") and hasattr(image, "mode"):
-        from maskrcnn.data.images import ImageReadError, _to_rgb_array, exif_oriented
+        from maskrcnn.data.images import ImageReadError, _to_rgb_array, check_pil_open, exif_oriented
 
         try:
+            check_pil_open(image, where)  # before the EXIF read: a closed file fails there without a word
             # upright as read_image turns the file it came from: detections in the file's coordinates;
             # mode "F" floats as given (H, W, 3), for the numpy rules checked below
             array = _to_rgb_array(exif_oriented(image, where, stacklevel=4), where, in_memory=True)
         except ImageReadError:
             raise  # values that are no image (mode "I" off the 16-bit scale), named already
-        except (ValueError, OSError) as e:  # a mode PIL cannot convert (e.g. "La")
+        except (ValueError, OSError) as e:  # a mode PIL cannot convert
             raise ValueError(f"{where}: PIL image of mode {image.mode!r} cannot be read as RGB ({e})"
                              ) from None
         return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
@@ -143,12 +144,16 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
         image = plain_array(image, where)
         if image.ndim == 2:
             image = image[:, :, None]
+        if image.ndim == 3 and image.shape[2] == 2:
+            # grey + alpha (np.asarray of an "LA" PNG): the grey, alpha dropped as for (H, W, 4) and as
+            # the PIL "LA" image is read
+            image = image[:, :, :1]
         if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
             hint = (": numpy images are channels last, pass image.transpose(1, 2, 0)"  # tensor.numpy()
                     if image.ndim == 3 and image.shape[0] in (1, 3) else
                     _grey_stack_hint(image.shape, "(N, H, W, 1) array") if image.ndim == 3 else "")
             raise ValueError(f"{where}: expected a numpy image of shape (H, W, 3) {channels}, (H, W, 4) with "
-                             f"alpha or (H, W) grey, got {image.shape}{hint}")
+                             f"alpha, (H, W) grey or (H, W, 2) grey with alpha, got {image.shape}{hint}")
         image = image[:, :, :3]  # alpha dropped, as PIL's convert("RGB") and read_image do
         if channels == "BGR" and image.shape[2] == 3:
             image = image[:, :, ::-1]  # (H, W, BGR) -> (H, W, RGB), a view
@@ -156,6 +161,8 @@ def _from_numpy_or_pil(image, where: str, channels: str = "RGB"):
             say_if_dark_16bit(int(image.max()) if image.size else 0, where, what="uint16 numpy image",
                               fix_8bit="pass it as uint8", stacklevel=5)
             image = image.astype(np.float32) / 65535.0
+        if image.dtype.kind == "f" and image.dtype not in (np.float16, np.float32, np.float64):
+            image = image.astype(np.float64)  # np.longdouble (float128): a dtype torch has not
         if image.dtype == np.uint8 or image.dtype.kind == "f":
             image = np.ascontiguousarray(image)  # a copy only of a strided view
             if not image.flags.writeable:  # np.asarray(PIL image): torch warns on a read-only array

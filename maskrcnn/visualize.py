@@ -85,8 +85,9 @@ def to_uint8_hwc(image) -> np.ndarray:
 
     where = "draw_instances: image"
     if isinstance(image, Image.Image):
-        from maskrcnn.data.images import exif_oriented
+        from maskrcnn.data.images import check_pil_open, exif_oriented
 
+        check_pil_open(image, where)  # a closed one would fail in the EXIF read below without a word
         # turned here so that a corrupt EXIF block's warning names the caller's line, not the library's
         image = exif_oriented(image, "draw_instances", stacklevel=3)
         with warnings.catch_warnings():  # its tag still unreadable: warned once above
@@ -118,12 +119,12 @@ def to_uint8_hwc(image) -> np.ndarray:
     elif arr.dtype != np.uint8:
         raise ValueError(f"draw_instances: unsupported image dtype {arr.dtype} (float in [0, 1], uint8 or "
                          "uint16)")
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
+    if arr.shape[2] in (1, 2):  # grey, or grey + alpha (an "LA" PNG as numpy): alpha dropped
+        arr = np.repeat(arr[:, :, :1], 3, axis=2)
     elif arr.shape[2] == 4:
         arr = arr[:, :, :3]
     elif arr.shape[2] != 3:
-        raise ValueError(f"draw_instances: image has {arr.shape[2]} channels, expected 1, 3 or 4")
+        raise ValueError(f"draw_instances: image has {arr.shape[2]} channels, expected 1, 2, 3 or 4")
     if own and arr.flags.c_contiguous:
         return arr
     return np.array(arr, dtype=np.uint8, order="C", copy=True)  # never draw on the caller's array

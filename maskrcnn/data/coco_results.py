@@ -18,8 +18,11 @@ detection of another class has no ``"keypoints"`` (a ball has no nose); None: ev
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import math
+import numbers
+from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from maskrcnn.data.keypoint_classes import owns_keypoints
@@ -28,12 +31,33 @@ from maskrcnn.data.mask_codec import masks_to_rles
 __all__ = ["detections_to_coco_results"]
 
 
+def _checked_image_id(image_id) -> Union[int, str]:
+    """``image_id`` as written into the results: an integer (numpy's too, and a float with an integral
+    value) as a plain int, a string as given (``maskrcnn eval --results`` reads string ids, and matches
+    file names); anything else refused. ``int()`` alone turned "000123" into 123 and 1.7 into 1: an id
+    changed silently matches no ground truth image, or the wrong one, and scores about AP 0."""
+    if isinstance(image_id, str):
+        return image_id
+    if isinstance(image_id, torch.Tensor) and image_id.numel() == 1:  # a dataset target's image_id
+        image_id = image_id.item()
+    if isinstance(image_id, (bool, np.bool_)):
+        pass  # True is 1 to int(): no id
+    elif isinstance(image_id, numbers.Integral):
+        return int(image_id)
+    elif isinstance(image_id, numbers.Real) and math.isfinite(image_id) and float(image_id).is_integer():
+        return int(image_id)  # 3.0 (a JSON number read as float, pandas' float column)
+    raise TypeError(f"detections_to_coco_results: image_id must be an integer or a string (the ground "
+                    f"truth's image id), got {image_id!r:.40} ({type(image_id).__name__})")
+
+
 def detections_to_coco_results(
-    det: dict, *, image_id: int, label_to_category_id: Optional[dict] = None, extra: Optional[dict] = None,
-    class_names: Optional[Sequence[str]] = None, keypoint_labels: Optional[frozenset] = None,
+    det: dict, *, image_id: Union[int, str], label_to_category_id: Optional[dict] = None,
+    extra: Optional[dict] = None, class_names: Optional[Sequence[str]] = None,
+    keypoint_labels: Optional[frozenset] = None,
 ) -> list:
     """COCO result dicts for one image's detections (``extra`` is merged into every result; with
     ``class_names``, by label, each result names its class in ``category_name``)."""
+    image_id = _checked_image_id(image_id)  # checked before the detections: also when there are none
     boxes = det["boxes"].detach().float().cpu().reshape(-1, 4)
     n = boxes.shape[0]
     if n == 0:
@@ -72,7 +96,7 @@ def detections_to_coco_results(
     results = []
     for i in range(n):
         r = {
-            "image_id": int(image_id),
+            "image_id": image_id,
             "category_id": categories[i],
             **({"category_name": str(class_names[int(labels[i])])} if class_names is not None else {}),
             # 4 decimals, about float32's own resolution at image coordinates: a box a tenth of a pixel

@@ -149,6 +149,36 @@ def say_if_dark_16bit(peak: int, name: str, *, what: str, fix_8bit: str, stackle
                   f"(0 detections are likely); {advice}", stacklevel=stacklevel)
 
 
+def check_pil_open(img: Image.Image, name: str) -> None:
+    """ImageReadError naming ``name`` when ``img``'s pixels can no longer be read: opened lazily in a
+    ``with Image.open(f) as im:`` block and used after it (its file closed before the pixels were read:
+    Pillow fails with an AssertionError without a message), or ``im.close()`` called. Reads nothing of
+    an image that is open or loaded: loading first would change when its EXIF orientation is read
+    (``_orientation_of``)."""
+    closed = ImageReadError(f"{name}: PIL image is closed (im.close() was called): pass it before closing "
+                            "it, a copy (im.copy()), or the path")
+    if getattr(img, "tile", None) and getattr(img, "fp", True) is None:  # pixels still to read, file gone
+        try:
+            img.load()  # a plugin that reads without ``fp`` still can
+        except ValueError as e:
+            if "closed image" in str(e):
+                raise closed from None
+            raise ImageReadError(f"{name}: PIL image's file is closed before its pixels were read ({e})"
+                                 ) from None
+        except (AssertionError, AttributeError, OSError):
+            raise ImageReadError(f"{name}: PIL image's file is closed before its pixels were read (used "
+                                 "after its 'with Image.open(...)' block?): call im.load() or im.copy() "
+                                 "inside the block, or pass the path") from None
+        return
+    try:
+        img.im  # noqa: B018 - a closed image's pixels: Pillow raises "Operation on closed image"
+    except ValueError as e:
+        if "closed image" in str(e):
+            raise closed from None
+    except AssertionError:
+        pass  # no pixels yet, its file open: read by the conversion as before
+
+
 def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = False) -> np.ndarray:
     """(H, W, 3) float32 from any PIL mode, in [0, 1] except as said below; ValueError naming ``name``
     for values that are no image.
@@ -180,7 +210,9 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
         else:
             array = _float_file_array(array, name)
         return np.repeat(array[:, :, None], 3, axis=2)
-    if mode != "RGB":
+    if mode == "La":  # premultiplied grey + alpha: Pillow converts it to "LA" only (undoing the alpha)
+        img = img.convert("LA")
+    if img.mode != "RGB":
         img = img.convert("RGB")  # palette, gray, alpha, CMYK, YCbCr, bilevel ...
     return np.asarray(img, dtype=np.float32) / 255.0
 
