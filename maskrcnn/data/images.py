@@ -35,6 +35,7 @@ import io
 import math
 import os
 import re
+import stat
 import sys
 import threading
 import warnings
@@ -526,15 +527,29 @@ def read_image_and_orientation(path: Union[str, os.PathLike]) -> tuple:
 
 def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
     """Why ``path`` is no file to read, in words ("no such image file", "is a folder, not an image file",
-    "is a broken link (to TARGET)", "is a symlink loop"); None when it is a file."""
+    "is a broken link (to TARGET)", "is a symlink loop", "is not a regular file (a FIFO)"); None when it
+    is a regular file (or a link to one)."""
     path = Path(path)
     if path.is_dir():
         return "is a folder, not an image file"
     if path.exists():
-        return None
+        # a FIFO, /dev/null or a link to /dev/zero exists but holds no image: said as what it is (it was
+        # "PATH: None" on predict's command line, "not found" in show-data)
+        return None if path.is_file() else f"is not a regular file ({_file_kind(path)})"
     if path.is_symlink():
         return "is a symlink loop" if is_symlink_loop(path) else f"is a broken link (to {link_target(path)})"
     return "no such image file"
+
+
+def _file_kind(path: Path) -> str:
+    """What an existing non-regular, non-folder file is, in words ("a FIFO", "a character device")."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a special file"
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((word for test, word in kinds if test(mode)), "a special file")
 
 
 # EXIF orientations 5..8 turn the picture by a quarter: its height and width swap.

@@ -29,18 +29,37 @@ from typing import List, Optional
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from maskrcnn.shown_text import mpl_literal, short_name
 
-__all__ = ["confusion_csv", "plot_confusion", "worst_images", "write_analysis"]
+__all__ = ["confusion_csv", "plot_confusion", "spreadsheet_safe", "worst_images", "write_analysis"]
+
+
+# A cell starting with one of these is read as a formula by Excel / LibreOffice: a class named
+# '=HYPERLINK("http://x","y")' became a live link in confusion.csv (CSV injection)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell):
+    """``cell`` as a CSV cell a spreadsheet shows as text: a string starting with ``=``, ``+``, ``-``,
+    ``@``, a tab or a CR gets a leading apostrophe (OWASP's advice; the spreadsheet hides it); numbers and
+    other strings are left as they are (the JSON files keep the names whole)."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS) else cell
 
 
 def confusion_csv(confusion: dict) -> str:
     """The matrix as CSV: a header row (``ground truth \\ predicted`` and the columns), then one row per
-    ground-truth class and "background"."""
+    ground-truth class and "background"; names through ``spreadsheet_safe``."""
+    rows = [["ground truth \\ predicted"] + [spreadsheet_safe(c) for c in confusion["columns"]]]
+    rows += [[spreadsheet_safe(name)] + [int(v) for v in counts]
+             for name, counts in zip(confusion["rows"], confusion["counts"])]
+    return "".join(_csv_line(row) for row in rows)
+
+
+def _csv_line(row: list) -> str:
+    """One CSV row ending in "\\n". Written with the "\\r\\n" terminator and that cut off: csv quotes only
+    fields holding a character of its terminator, so with "\\n" a name holding a CR was left unquoted and
+    ended its row there for every reader."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["ground truth \\ predicted"] + list(confusion["columns"]))
-    for name, counts in zip(confusion["rows"], confusion["counts"]):
-        writer.writerow([name] + [int(v) for v in counts])
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\r\n").writerow(row)
+    return buf.getvalue()[:-2] + "\n"
 
 
 def plot_confusion(confusion: dict, png_path, *, title: str = "") -> Optional[Path]:

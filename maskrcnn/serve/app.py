@@ -5,15 +5,15 @@ answer HEAD too, with the headers only).
 with ``predict_tensors``, ``class_names``, ``label_to_category_id``, ``batch_size`` and ``device``);
 ``maskrcnn serve`` runs it with uvicorn. Shapes: D detections of one image, H x W its size.
 
-``POST /predict`` takes one image, either as a multipart form upload (field ``image``, or any one file
-field; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body that does not start with
-the boundary its Content-Type names is a 400 saying so), as the raw request body (``curl --data-binary
-@photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none), and an optional
-``score_thresh`` (query parameter, form field or JSON key: a number, as text a plain decimal, ``0_5``
-refused; JSON's true / false refused); a form whose ``image`` field holds text, not a file (``-F
-image=hello``), is a 400 saying so; a JSON body with both ``image`` and ``tasks`` (a Label Studio call)
-is a 400 saying they exclude each other. A raw body that starts with ``{`` or ``[`` and parses is JSON
-whatever its Content-Type (no image format starts so). It answers::
+``POST /predict`` takes one image, either as a multipart form upload (field ``image``, or any one file field
+but a parameter's, ``score_thresh``; ``curl -F image=@photo.jpg``; two files are a 400 naming them, and a body
+that does not start with the boundary its Content-Type names is a 400 saying so), as the raw request body
+(``curl --data-binary @photo.jpg``), or as JSON ``{"image": "<base64>"}`` (a ``data:`` URL prefix or none),
+and an optional ``score_thresh`` (query parameter, form field or JSON key: a number, as text a plain decimal,
+``0_5`` refused; JSON's true / false refused); a form whose ``image`` field holds text, not a file (``-F
+image=hello``), is a 400 saying so; a JSON body with both ``image`` and ``tasks`` (a Label Studio call) is a
+400 saying they exclude each other. A raw body that starts with ``{`` or ``[`` and parses is JSON whatever its
+Content-Type (no image format starts so). It answers::
 
     {"file_name": str, "width": W, "height": H, "num_detections": D,
      "categories": {"<category_id>": "<class name>", ...},
@@ -274,6 +274,11 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
             raise RequestError(400, f"no image in the form: field '{texts[0]}' holds text, not a file: send "
                                     f"the file with curl -F {texts[0]}=@photo.jpg")
         raise RequestError(400, "no image in the form: send the file in a field named 'image'")
+    if uploads[0][0] in _PARAMETERS:
+        # `-F score_thresh=@photo.jpg`: the file was taken as the image and a text score_thresh beside it
+        # applied, so the parameter was in the form twice without the "given more than once" 400
+        raise RequestError(400, f"the file's form field '{uploads[0][0]}' is a parameter's name: send the "
+                                "image in a field named 'image' (curl -F image=@photo.jpg)")
     upload = uploads[0][1]
     data = await upload.read()
     fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]  # (name, text) in order

@@ -319,3 +319,23 @@ def test_cli_analysis_of_an_empty_results_file(dataset, capsys):
                                                                                      (0, None)]
     # images 1 (2 missed) and 3 (1 missed) have errors; 2 and 4 (crowd only) none
     assert sorted(p.name for p in (out / "analysis_images").iterdir()) == ["001_1.png", "002_3.png"]
+
+
+def test_confusion_csv_names_that_a_spreadsheet_reads_as_formulas_are_written_as_text():
+    """A class named '=HYPERLINK(...)' was written as is: Excel / LibreOffice opened it as a live formula.
+    Each name starting with = + - @ tab or CR now gets a leading apostrophe; the counts stay numbers and
+    the other names stay as written. A CR inside a name is quoted (it was left bare and ended the row)."""
+    import csv
+    import io
+
+    names = ['=HYPERLINK("http://x","y")', "+1", "-cmd", "@SUM(A1)", "\tTAB", "\rCR", "plain = name", "c\rr",
+             "n\nl"]
+    k = len(names)
+    counts = [[(r * 7 + c) % 5 for c in range(k + 1)] for r in range(k + 1)]
+    text = confusion_csv({"rows": names + ["background"], "columns": names + ["missed"], "counts": counts})
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert len(rows) == k + 2 and text.count("\r") == 2 * 2  # each CR kept, inside quotes
+    shown = ["'" + n for n in names[:6]] + names[6:]
+    assert rows[0][1:] == shown + ["missed"]
+    assert [r[0] for r in rows[1:]] == shown + ["background"]
+    assert [[int(v) for v in r[1:]] for r in rows[1:]] == counts

@@ -37,7 +37,8 @@ changed since (a LabelMe file corrected in LabelMe) or one no list names, and re
 files still as written that it does not write again, each said in a line, so that the folder reads back
 as this run's images only. Where each format writes is checked before predicting
 (``check_export_locations``), and ``--export yolo`` refuses class names holding a line break
-(``to_yolo.check_yolo_names``) then too.
+(``to_yolo.check_yolo_names``) then too, and ``cvat`` / ``labelstudio`` refuse class names (``cvat``: image
+names too) holding a character XML 1.0 cannot hold, NUL or ESC (``xml_text``).
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
 own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
 would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies
@@ -64,7 +65,7 @@ from maskrcnn.data.pre_annotations.export_args import (
 from maskrcnn.data.pre_annotations.instances import ImageRecord, categories_of, instances_from_detections
 from maskrcnn.data.pre_annotations.mask_files import MaskFiles
 from maskrcnn.data.pre_annotations.to_coco import coco_instances
-from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
+from maskrcnn.data.pre_annotations.to_cvat import check_xml_image_names, cvat_xml
 from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
 from maskrcnn.data.pre_annotations.to_yolo import (
@@ -74,6 +75,7 @@ from maskrcnn.data.pre_annotations.to_yolo import (
     yolo_labels,
 )
 from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+from maskrcnn.data.pre_annotations.xml_text import check_xml_names
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text, json_bytes
 from maskrcnn.shell import shell_word
 
@@ -154,6 +156,11 @@ class PreAnnotationExport:
         self.categories = categories_of(class_names, label_to_category_id)
         if "yolo" in self.formats:  # before any image is predicted: classes.txt could not hold the names
             check_yolo_names(self.categories)
+        for fmt in ("cvat", "labelstudio"):  # nor an XML file a NUL or an ESC (xml_text)
+            if fmt in self.formats:
+                check_xml_names(self.categories, fmt)
+        if "cvat" in self.formats:
+            check_xml_image_names([relative_file_name(f, self.root) for f in files])
         self.url_prefix, self.model_version, self.tolerance = url_prefix, model_version, tolerance
         self.masks = bool(masks)  # False: a box-only model, rectangles everywhere
         self.keypoint_names = None if keypoint_names is None else [str(n) for n in keypoint_names]

@@ -16,6 +16,10 @@ the polygons of a ragged outline. CVAT's mask code (``encode_cvat_rle``, the inv
 ``data/formats/cvat.decode_cvat_rle``): runs of 0s and 1s alternately, starting with 0s (maybe an empty
 run), row by row over the box ``left``, ``top``, ``width``, ``height`` (right = left + width - 1).
 A box-only model's instances are ``<box xtl ytl xbr ybr>`` rectangles.
+
+A class or image name holding a character XML 1.0 cannot hold (NUL, ESC, ...) is refused
+(``xml_text``); a CR is written ``&#13;``: ElementTree writes it raw in an element's text (a label's
+``<name>``), where every XML parser reads it back as a newline.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import numpy as np
 
 from maskrcnn.data.formats.cvat import IMAGES_COMMENT
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, box_patch
+from maskrcnn.data.pre_annotations.xml_text import check_xml_names, check_xml_text
 
-__all__ = ["cvat_xml", "encode_cvat_rle"]
+__all__ = ["check_xml_image_names", "cvat_xml", "encode_cvat_rle"]
 
 
 def encode_cvat_rle(patch: np.ndarray) -> str:
@@ -61,6 +66,8 @@ def cvat_xml(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instanc
     images where they are."""
     if len(images) != len(instances):
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
+    check_xml_names(categories, "cvat")
+    check_xml_image_names([image.file_name for image in images])
     root = ET.Element("annotations")
     _sub(root, "version", "1.1")
     task = _sub(_sub(root, "meta"), "task")
@@ -87,5 +94,15 @@ def cvat_xml(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instanc
     ET.indent(root)
     comment = "" if images_folder is None else IMAGES_COMMENT.format(quote(images_folder, safe="/:")
                                                                       .replace("-", "%2D")) + "\n"
-    return ('<?xml version="1.0" encoding="utf-8"?>\n' + comment + ET.tostring(root, encoding="unicode")
-            + "\n")
+    # the only CRs in the text are the names' (attributes already have &#13;, ET.indent adds newlines)
+    body = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + comment + body + "\n"
+
+
+def check_xml_image_names(file_names: Sequence[str]) -> None:
+    """ValueError naming the first image file name (as ``<image name>`` holds it) that XML 1.0 cannot
+    hold (``xml_text``)."""
+    from maskrcnn.shown_text import display_name
+
+    for name in file_names:
+        check_xml_text(name, fmt="cvat", what=f"the image {display_name(name)}")

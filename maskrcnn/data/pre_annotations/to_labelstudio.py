@@ -33,6 +33,7 @@ from xml.sax.saxutils import quoteattr
 from maskrcnn.data.formats.labelstudio import IMAGES_FOLDER_KEY
 from maskrcnn.data.formats.labelstudio_rle import encode_brush_mask
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, mask_of
+from maskrcnn.data.pre_annotations.xml_text import check_xml_names
 
 __all__ = ["FROM_NAME", "TO_NAME", "rectangle_result", "brush_result", "labelstudio_config",
            "labelstudio_tasks"]
@@ -94,6 +95,7 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
 def labelstudio_config(categories: Sequence[Category], *, boxes: bool = False) -> str:
     """A labelling interface (Label Studio's XML) whose control names match the tasks' results: brushes,
     or with ``boxes`` (a model without masks) rectangles."""
+    check_xml_names(categories, "labelstudio")  # quoteattr writes &#10; / &#13;, but no escape for ESC
     control = "RectangleLabels" if boxes else "BrushLabels"
     labels = "".join(f"    <Label value={quoteattr(c.name)}/>\n" for c in categories)
     return (f'<View>\n  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
