@@ -207,7 +207,9 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train")
         du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
         raise
     du.cleanup()
-    if result["interrupted"] and trainer.is_main:  # once, not once per process
+    if result["interrupted"] and result.get("end_line"):
+        pass  # stopped after the last iteration: the trainer said what its end wrote and what it skipped
+    elif result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
     elif getattr(trainer, "is_main", du.get_rank() == 0):  # a caller's stand-in may not say
         line = finished_line(args.output, result)
