@@ -1047,8 +1047,8 @@ class Trainer:
                 self._stop_signal = signum
             if self.is_main and signum == signal.SIGINT:
                 # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
-                os.write(2, b"\nCtrl-C: the weights being written are finished, then the run stops (Ctrl-C "
-                            b"again to stop at once, without saving)\n" if self._ending else
+                os.write(2, f"\nCtrl-C: {self._ending} first, then the run stops (Ctrl-C again to stop at "
+                            "once)\n".encode() if self._ending else
                          b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
                          b"stops (Ctrl-C again to stop at once, without saving)\n")
 
@@ -1361,36 +1361,39 @@ class Trainer:
         # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with rank
         # 0's everywhere, as saved in the checkpoints (a no-op for one process)
         du.broadcast_buffers(self.model)
-        end_line = ""
-        if not interrupted:
-            interrupted, end_line = self._end()
+        finished = not interrupted
+        if finished:
+            interrupted = self._end()
         if self.is_main:
             self._ending = "drawing curves.png"
             self.logger.close(plot=self.plot)
+        end_line = self._end_line(skipped=interrupted) if finished and self._stop_signal is not None else ""
         return {**self._result(interrupted=interrupted), **({"end_line": end_line} if end_line else {})}
 
-    def _end(self) -> tuple:
+    def _end(self) -> bool:
         """The end of a run that reached its last iteration: the last checkpoint, ``model_final.pth``, the
         final evaluation. A stop signal during it (the handlers are still installed) lets the write in
         progress finish; the final evaluation, if it has not begun, is not run (a resume runs it).
-        Returns (interrupted: the final evaluation was skipped, the line said of a signal here or "")."""
+        Returns whether it was skipped (the run is then not finished: 128 + the signal)."""
         self._ending = "writing the last checkpoint"
         if self._saved_at != self.iteration:
             self.save()  # full state at the end too, so that a longer run can resume from it
         if self.is_main:
             self._ending = f"writing {FINAL_NAME}"
             self._write_final()
-        skipped = False
         if self.stopped_early:  # the weights were evaluated just now (or before the resume)
             if self.is_main:  # (only the main process's tracker has seen the evaluations)
                 self.logger.print(self._early_stop_text())
-        elif self.evaluate_fn is not None and du.any_true(self._stop_signal is not None):  # every rank alike
-            skipped = True
-        else:
-            self._ending = "running the final evaluation"
-            self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
-        if self._stop_signal is None:
-            return False, ""
+            return False
+        if self.evaluate_fn is not None and du.any_true(self._stop_signal is not None):  # every rank alike
+            return True
+        self._ending = "running the final evaluation"
+        self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
+        return False
+
+    def _end_line(self, *, skipped: bool) -> str:
+        """The line of a stop signal that came during the run's end (said by the main process): what was
+        written, and the final evaluation if it was ``skipped``."""
         name = stop_signals.signal_name(self._stop_signal)
         written = f"{self.output_dir / FINAL_NAME} written"
         after = f"after iteration {self.iteration}{self._last_text()}"
@@ -1399,7 +1402,7 @@ class Trainer:
                 f"{name} came {after}, during the run's end: it was finished ({written})")
         if self.is_main:
             self.logger.print(line)
-        return skipped, line
+        return line
 
     def _last_text(self) -> str:
         return " (the last)" if self.iteration >= self.max_iter else ""

@@ -175,3 +175,55 @@ def test_resume_that_finishes_an_interrupted_end_draws_the_missing_curves(tmp_pa
     resumed.train()
     assert load_checkpoint(out / "model_final.pth")["iteration"] == 4
     assert (out / "curves.png").is_file()
+
+
+def test_sigterm_during_the_set_up_says_so_and_exits_143(tmp_path, monkeypatch, capsys, default_handlers):
+    """A SIGTERM while the data was read or the model built ended the run with no line at all."""
+    import maskrcnn.engine.training as training
+    from maskrcnn.cli import main
+
+    def set_up_stopped(cfg, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("went on after the SIGTERM")
+
+    monkeypatch.setattr(training, "build_training", set_up_stopped)
+    rc = main(["train", "--train-json", "t.json", "--train-images", str(tmp_path), "--output",
+               str(tmp_path / "run")])
+    assert rc == 143
+    assert "stopped by SIGTERM: before training started; no checkpoint written" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is default_handlers  # the caller's handler is back
+
+
+def test_python_train_keeps_the_callers_sigterm_handler_during_the_set_up(tmp_path, monkeypatch,
+                                                                           default_handlers):
+    """The set-up's handler is the command's: ``run_training`` called from Python installs none."""
+    import maskrcnn.engine.training as training
+    from maskrcnn.commands import train as command
+
+    seen = []
+    monkeypatch.setattr(training, "build_training",
+                        lambda cfg, **kw: seen.append(signal.getsignal(signal.SIGTERM)) or 1 / 0)
+    from maskrcnn.cli import build_parser
+
+    argv = ["train", "--train-json", "t.json", "--train-images", str(tmp_path), "--output",
+            str(tmp_path / "r")]
+    with pytest.raises(ZeroDivisionError):
+        command.run_training(build_parser(argv).parse_args(argv))
+    assert seen == [default_handlers]
+
+
+def test_ctrl_c_while_curves_are_drawn_draws_them_and_finishes(tmp_path, monkeypatch, capsys,
+                                                               default_handlers):
+    out = tmp_path / "run"
+    trainer = _trainer(out, plot=True)
+    close = trainer.logger.close
+
+    def ctrl_c_then_close(**kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        return close(**kw)
+
+    monkeypatch.setattr(trainer.logger, "close", ctrl_c_then_close)
+    rc = _train_command(trainer, tmp_path, monkeypatch)
+    text = capsys.readouterr().out
+    assert rc == 0 and (out / "curves.png").is_file() and _temps(out) == []
+    assert "SIGINT came after iteration 4 (the last), during the run's end: it was finished" in text
