@@ -1342,7 +1342,9 @@ class Trainer:
             if self.is_main:  # curves.png: for a new evaluation record, or missing from the end finished now
                 curves_missing = did and not (self.output_dir / "curves.png").is_file()
                 self.logger.close(plot=self.plot and (wrote or curves_missing))
-            return self._result(interrupted=False)
+            # a signal while it ran: what it was writing was finished, and said so
+            end_line = self._end_line(skipped=False) if did and self._stop_signal is not None else ""
+            return {**self._result(interrupted=False), **({"end_line": end_line} if end_line else {})}
         # Creating a DataLoader iterator draws from the global RNG: keep that draw out of the
         # training streams, which a resumed run restores from the checkpoint.
         with torch.random.fork_rng(devices=[]):

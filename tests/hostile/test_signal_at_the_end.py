@@ -227,3 +227,20 @@ def test_ctrl_c_while_curves_are_drawn_draws_them_and_finishes(tmp_path, monkeyp
     text = capsys.readouterr().out
     assert rc == 0 and (out / "curves.png").is_file() and _temps(out) == []
     assert "SIGINT came after iteration 4 (the last), during the run's end: it was finished" in text
+
+
+def test_sigterm_while_a_resume_finishes_the_end_lets_it_finish(tmp_path, monkeypatch, default_handlers):
+    """A resume that only writes the missing model_final.pth ran with no handler either."""
+    out = tmp_path / "run"
+    first = _trainer(out)
+    first.handle_signals = False
+    first.train()
+    (out / "model_final.pth").unlink()
+    resumed = _trainer(out)
+    assert resumed.resume()
+    _signal_before(monkeypatch, resumed, "_write_final", signal.SIGTERM)
+    result = resumed.train()
+    assert not result["interrupted"] and load_checkpoint(out / "model_final.pth")["iteration"] == 4
+    assert result["end_line"] == (f"SIGTERM came after iteration 4 (the last), during the run's end: it was "
+                                  f"finished ({out / 'model_final.pth'} written)")
+    assert _temps(out) == []
