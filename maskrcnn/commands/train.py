@@ -40,7 +40,10 @@ iteration N; final weights: RUN_DIR/model_final.pth; best segm/AP 41.20 (iterati
 RUN_DIR/model_best.pth").
 Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says "stopped at iteration N;
 continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
-(the first signal counts: a SIGTERM after a Ctrl-C still exits 130). Under ``torchrun --max-restarts N``
+(the first signal counts: a SIGTERM after a Ctrl-C still exits 130). After the last iteration the write
+in progress is finished and one line says what was written (``Trainer.train``): 143 / 130 when the final
+evaluation was skipped, 0 when nothing was. A SIGTERM during the set-up: "stopped by SIGTERM: before
+training started; no checkpoint written", 143. Under ``torchrun --max-restarts N``
 that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
 A SIGTERM sent to the whole process group (``timeout``, ``kill -- -PGID``) also ends the DataLoader workers,
 and PyTorch reports their death mid-iteration: the signal's line wins ("stopped by SIGTERM during iteration
@@ -140,15 +143,31 @@ def default_config(init, *, resume: bool, say, reads=None) -> str:
 
 
 def run(args) -> int:
-    return exit_status(run_training(args))
+    return exit_status(run_training(args, stop_at_set_up=True))
 
 
-def run_training(args, *, config_said=None, caller="maskrcnn train") -> dict:
+@contextlib.contextmanager
+def _sigterm_stops_set_up():
+    """A SIGTERM while the run is set up (the data read, the model built, a checkpoint loaded: minutes on a
+    big dataset) stops it with one line, "stopped by SIGTERM: before training started; no checkpoint
+    written", exit 143, as Ctrl-C does, not silently. The command's own (``run``): a program calling
+    ``maskrcnn.train`` keeps its handlers; the earlier one is back after the set-up."""
+    from maskrcnn.stop_signals import StoppedBySignal, handling
+
+    def stop(signum, frame):
+        raise StoppedBySignal("before training started; no checkpoint written", signum)
+
+    with handling((signal.SIGTERM,), stop):
+        yield
+
+
+def run_training(args, *, config_said=None, caller="maskrcnn train", stop_at_set_up=False) -> dict:
     """The run the arguments ask for; returns the trainer's result ({"interrupted", "iteration",
     "signal", ...}; a stop mid-iteration, not saved: also "stopped", its line): ``run`` makes it an exit
     status, ``maskrcnn.train`` an exception. ``config_said``: how messages name ``--config`` where its file
     means nothing to the user (``maskrcnn.train`` given a Config object writes it to a temporary one).
-    ``caller``: who asks ("maskrcnn.train()": refusals name its keywords, not the options)."""
+    ``caller``: who asks ("maskrcnn.train()": refusals name its keywords, not the options).
+    ``stop_at_set_up``: a SIGTERM during the set-up stops it with a line (the command's, ``run``)."""
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.run_data import DATA_ARGUMENTS
     from maskrcnn.engine.run_lock import run_lock
@@ -163,7 +182,7 @@ def run_training(args, *, config_said=None, caller="maskrcnn train") -> dict:
                              "required to start one (the training set's COCO JSON)")
     # one run per folder: a second one into it would overwrite this one's checkpoints and metrics
     with run_lock(args.output) if du.env_world()[0] == 0 else contextlib.nullcontext():
-        return _locked_run(args, given, config_said=config_said, caller=caller)
+        return _locked_run(args, given, config_said=config_said, caller=caller, stop_at_set_up=stop_at_set_up)
 
 
 def nothing_to_resume(output) -> str:
@@ -180,14 +199,15 @@ def nothing_to_resume(output) -> str:
     return f"the folder holds no {RUN_DATA}, {LAST_CHECKPOINT} or checkpoint"
 
 
-def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train") -> dict:
+def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
+                stop_at_set_up=False) -> dict:
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.trainer import StoppedBySignal
     from maskrcnn.engine.training import unread_line
 
     # the setup is every process's alike (one config, one annotation file): its warnings and skipped
     # records are said by rank 0 alone; from the first iteration each process reads its own share
-    with du.setup_said_by_rank0():
+    with du.setup_said_by_rank0(), _sigterm_stops_set_up() if stop_at_set_up else contextlib.nullcontext():
         trainer = _set_up(args, given, config_said=config_said, caller=caller)
     try:
         try:
@@ -207,7 +227,9 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train")
         du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
         raise
     du.cleanup()
-    if result["interrupted"] and trainer.is_main:  # once, not once per process
+    if result["interrupted"] and result.get("end_line"):
+        pass  # stopped after the last iteration: the trainer said what its end wrote and what it skipped
+    elif result["interrupted"] and trainer.is_main:  # once, not once per process
         print(f"stopped at iteration {result['iteration']}; continue with --resume")
     elif getattr(trainer, "is_main", du.get_rank() == 0):  # a caller's stand-in may not say
         line = finished_line(args.output, result)

@@ -594,6 +594,9 @@ class Trainer:
         # undone, {"weights": model_final.pth due, "eval": the final evaluation due}; None otherwise
         self._left: Optional[dict] = None
         self.stopped_early = False
+        # past the last iteration: what the run's end is doing ("writing model_final.pth"), for the line of
+        # a second Ctrl-C that stops it there; None in the loop
+        self._ending: Optional[str] = None
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict:
@@ -1034,16 +1037,20 @@ class Trainer:
             # The first signal only sets a flag: the loop saves at the end of the iteration. A second Ctrl-C
             # stops at once (a stalled loader or a very long step must not make Ctrl-C useless).
             if signum == signal.SIGINT and self._stop_signal is not None:
-                raise KeyboardInterrupt(
-                    f"stopped at once during iteration {self.iteration + 1}, not saved; "
+                where = (f"after iteration {self.iteration}{self._last_text()}, while {self._ending}"
+                         if self._ending else f"during iteration {self.iteration + 1}")
+                raise KeyboardInterrupt(  # a write in progress removes its temporary file (io_utils)
+                    f"stopped at once {where}, not saved; "
                     + self._kept_checkpoint_text() + " (continue with --resume)"
                 )
             if self._stop_signal is None:  # the first one: a SIGTERM after a Ctrl-C still exits 130
                 self._stop_signal = signum
             if self.is_main and signum == signal.SIGINT:
                 # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
-                os.write(2, b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
-                            b"stops (Ctrl-C again to stop at once, without saving)\n")
+                os.write(2, f"\nCtrl-C: {self._ending} first, then the run stops (Ctrl-C again to stop at "
+                            "once)\n".encode() if self._ending else
+                         b"\nCtrl-C: a checkpoint is saved at the end of this iteration, then the run "
+                         b"stops (Ctrl-C again to stop at once, without saving)\n")
 
         with stop_signals.handling((signal.SIGTERM, signal.SIGINT), handler):  # restored after the run
             yield
@@ -1304,9 +1311,18 @@ class Trainer:
     def train(self) -> dict:
         """Run to ``max_iter`` (or until a signal, or an early stop); returns {"iteration", "interrupted",
         "signal" (the number of the signal that stopped it, or None), "eval", "stopped_early", "best":
-        {"metric", "value", "iteration"} or None}."""
+        {"metric", "value", "iteration"} or None; and "end_line", only where a signal came after the last
+        iteration: the line said of it}.
+
+        The stop handlers stay installed through the run's end (the last checkpoint, ``model_final.pth``,
+        the final evaluation, curves.png): a signal there lets the write in progress finish, skips the
+        final evaluation if it has not begun, and says in one line what was written (``_end``)."""
         self.model.train()
         self._remove_stale_temps()
+        with self._signals():  # restored after the run
+            return self._train()
+
+    def _train(self) -> dict:
         interrupted = False
         if self._eval_pending:
             self._eval_pending = False
@@ -1320,42 +1336,78 @@ class Trainer:
             self.logger.print(f"nothing to train: the run had stopped early at iteration {self.iteration} "
                               "(raise solver.early_stop_patience, or set it to 0, to train on)")
         if self._left is not None:  # resumed where the run ended: nothing to train
+            did = self._left["weights"] or self._left["eval"]
+            self._ending = "finishing the run"
             wrote = self._finish_resumed()
-            if self.is_main:
-                self.logger.close(plot=self.plot and wrote)  # curves.png: only for a new evaluation record
-            return self._result(interrupted=False)
-        with self._signals():
-            # Creating a DataLoader iterator draws from the global RNG: keep that draw out of the
-            # training streams, which a resumed run restores from the checkpoint.
-            with torch.random.fork_rng(devices=[]):
-                batches = iter(self.make_batches(self.iteration))
-            timer_data = time.perf_counter()
-            try:
-                interrupted = self._loop(batches, timer_data)
-            except RuntimeError as e:
-                if not is_worker_death(e):
-                    raise
-                raise self._worker_death_error(e) from None
-            finally:
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    close()  # stops the loader's worker processes now, not when the iterator is collected
+            if self.is_main:  # curves.png: for a new evaluation record, or missing from the end finished now
+                curves_missing = did and not (self.output_dir / "curves.png").is_file()
+                self.logger.close(plot=self.plot and (wrote or curves_missing))
+            # a signal while it ran: what it was writing was finished, and said so
+            end_line = self._end_line(skipped=False) if did and self._stop_signal is not None else ""
+            return {**self._result(interrupted=False), **({"end_line": end_line} if end_line else {})}
+        # Creating a DataLoader iterator draws from the global RNG: keep that draw out of the
+        # training streams, which a resumed run restores from the checkpoint.
+        with torch.random.fork_rng(devices=[]):
+            batches = iter(self.make_batches(self.iteration))
+        timer_data = time.perf_counter()
+        try:
+            interrupted = self._loop(batches, timer_data)
+        except RuntimeError as e:
+            if not is_worker_death(e):
+                raise
+            raise self._worker_death_error(e) from None
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops the loader's worker processes now, not when the iterator is collected
         # BN running statistics are per-rank (DDP only broadcasts them before each forward): end with rank
         # 0's everywhere, as saved in the checkpoints (a no-op for one process)
         du.broadcast_buffers(self.model)
-        if not interrupted:
-            if self._saved_at != self.iteration:
-                self.save()  # full state at the end too, so that a longer run can resume from it
-            if self.is_main:
-                self._write_final()
-            if self.stopped_early:  # the weights were evaluated just now (or before the resume)
-                if self.is_main:  # (only the main process's tracker has seen the evaluations)
-                    self.logger.print(self._early_stop_text())
-            else:
-                self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
+        finished = not interrupted
+        if finished:
+            interrupted = self._end()
         if self.is_main:
+            self._ending = "drawing curves.png"
             self.logger.close(plot=self.plot)
-        return self._result(interrupted=interrupted)
+        end_line = self._end_line(skipped=interrupted) if finished and self._stop_signal is not None else ""
+        return {**self._result(interrupted=interrupted), **({"end_line": end_line} if end_line else {})}
+
+    def _end(self) -> bool:
+        """The end of a run that reached its last iteration: the last checkpoint, ``model_final.pth``, the
+        final evaluation. A stop signal during it (the handlers are still installed) lets the write in
+        progress finish; the final evaluation, if it has not begun, is not run (a resume runs it).
+        Returns whether it was skipped (the run is then not finished: 128 + the signal)."""
+        self._ending = "writing the last checkpoint"
+        if self._saved_at != self.iteration:
+            self.save()  # full state at the end too, so that a longer run can resume from it
+        if self.is_main:
+            self._ending = f"writing {FINAL_NAME}"
+            self._write_final()
+        if self.stopped_early:  # the weights were evaluated just now (or before the resume)
+            if self.is_main:  # (only the main process's tracker has seen the evaluations)
+                self.logger.print(self._early_stop_text())
+            return False
+        if self.evaluate_fn is not None and du.any_true(self._stop_signal is not None):  # every rank alike
+            return True
+        self._ending = "running the final evaluation"
+        self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
+        return False
+
+    def _end_line(self, *, skipped: bool) -> str:
+        """The line of a stop signal that came during the run's end (said by the main process): what was
+        written, and the final evaluation if it was ``skipped``."""
+        name = stop_signals.signal_name(self._stop_signal)
+        written = f"{self.output_dir / FINAL_NAME} written"
+        after = f"after iteration {self.iteration}{self._last_text()}"
+        line = (f"stopped by {name} {after}: {written}; final evaluation not run (continue with --resume to "
+                "run it)" if skipped else
+                f"{name} came {after}, during the run's end: it was finished ({written})")
+        if self.is_main:
+            self.logger.print(line)
+        return line
+
+    def _last_text(self) -> str:
+        return " (the last)" if self.iteration >= self.max_iter else ""
 
     def _result(self, *, interrupted: bool) -> dict:
         return {

@@ -299,8 +299,20 @@ def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Pa
     raise ValueError(
         f"--resume: {output} was trained on the classes {', '.join(run_set)}, but {train_json} has "
         f"{', '.join(data_set)} ({what}); a resumed run continues with the same classes. To train on the "
-        f"new set from this run's weights, start a new run: --init "
-        f"{shell_word(output / 'model_final.pth')} (or its newest model_*.pth) --output ANOTHER_FOLDER")
+        f"new set from this run's weights, start a new run: --init {_weights_to_start_from(output)} --output "
+        "ANOTHER_FOLDER")
+
+
+def _weights_to_start_from(output: Path) -> str:
+    """The run's file a new run could start from, as a shell word: ``model_final.pth`` when there is one,
+    else its newest ``model_NNNNNNN.pth`` (a run stopped before its end has no final weights)."""
+    final = Path(output) / "model_final.pth"
+    if final.is_file():
+        return shell_word(final)
+    checkpoints = sorted(Path(output).glob("model_[0-9]*.pth"))
+    if checkpoints:
+        return shell_word(checkpoints[-1])
+    return f"{shell_word(final)} (or its newest model_*.pth)"  # none here now: the form to look for
 
 
 def _read_init_weights(spec: str, rank: int, world_size: int, *, reads=None):
