@@ -16,6 +16,7 @@ from maskrcnn.data.images import read_image
 from maskrcnn.modeling.mask_rcnn import build_model
 from maskrcnn.predictor import Predictor
 from maskrcnn.visualize import draw_instances
+from tests.blocks_image import three_blocks_image
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -34,12 +35,7 @@ def built():
 
 @pytest.fixture(scope="module")
 def image():
-    rng = np.random.default_rng(0)
-    img = np.full((48, 64, 3), 30, np.uint8)
-    for _ in range(3):
-        y, x, s = rng.integers(0, 30), rng.integers(0, 40), rng.integers(8, 18)
-        img[y : y + s, x : x + s] = rng.integers(100, 255, 3)
-    return img
+    return three_blocks_image()
 
 
 # --- 1. the cfg given with a model is checked as build_model checks it --------------------------------

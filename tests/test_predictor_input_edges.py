@@ -15,6 +15,7 @@ from maskrcnn.data.images import ImageReadError
 from maskrcnn.modeling.mask_rcnn import build_model
 from maskrcnn.predictor import Predictor
 from maskrcnn.visualize import draw_instances
+from tests.blocks_image import three_blocks_image
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -28,12 +29,7 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def image():
-    rng = np.random.default_rng(0)
-    img = np.full((48, 64, 3), 30, np.uint8)
-    for _ in range(3):
-        y, x, s = rng.integers(0, 30), rng.integers(0, 40), rng.integers(8, 18)
-        img[y : y + s, x : x + s] = rng.integers(100, 255, 3)
-    return img
+    return three_blocks_image()
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -1,4 +1,5 @@
-"""Fixtures for the engine tests: the benchmark scripts, loaded as modules from benchmarks/."""
+"""Fixtures for the engine tests: the benchmark scripts, loaded as modules from benchmarks/; the Cityscapes
+scorer taken as installed."""
 
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ def benchmark_script():
         return module
 
     return load
+
+
+@pytest.fixture
+def scorer_installed(monkeypatch):
+    """cityscapesscripts found, installed or not: the checks of the root and of its ground truth come after
+    that of the package, and are tested without it."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: (object() if name == "cityscapesscripts"
+                                               else real(name, *a, **k)))

@@ -3,7 +3,6 @@ file whose imgHeight / imgWidth is bogus or over the pixel limit, one that is no
 traceback, a 7.6 GiB mask per detection, or an error naming no file; now one line naming the file (and
 the field), before the results are read. Runs whether or not cityscapesscripts is installed."""
 
-import importlib.util
 import json
 import struct
 import zlib
@@ -14,15 +13,6 @@ from maskrcnn.cli import main
 from maskrcnn.engine.cityscapes_eval import ground_truth_size
 
 _STEM = "lindau_000000_000019"
-
-
-@pytest.fixture
-def scorer_installed(monkeypatch):
-    """cityscapesscripts found, installed or not: the ground truth's check comes after that of the package."""
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: (object() if name == "cityscapesscripts"
-                                               else real(name, *a, **k)))
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

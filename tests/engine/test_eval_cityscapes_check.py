@@ -3,8 +3,6 @@ check came after the whole of it). Runs whether or not the package is installed.
 
 import importlib.util
 
-import pytest
-
 from maskrcnn.cli import main
 
 
@@ -32,15 +30,6 @@ def _ground_truth(path, split="val"):
                          "iscrowd": 0, "segmentation": [[1, 1, 5, 1, 5, 5, 1, 5]]}],
         "categories": [{"id": 26, "name": "car"}]}))
     return path
-
-
-@pytest.fixture
-def scorer_installed(monkeypatch):
-    """cityscapesscripts found, installed or not: the root's check comes after that of the package."""
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a, **k: (object() if name == "cityscapesscripts"
-                                               else real(name, *a, **k)))
 
 
 def test_a_root_without_gtfine_of_the_split_is_refused_before_the_results_are_read(
