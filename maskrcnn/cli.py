@@ -370,6 +370,10 @@ def _run(args, *, rank: int, world_size: int, local_rank: int = 0) -> int:
                           rank0_message=rank0_setup_error(e, message) if world_size > 1 else None)
         if line is not None:
             print(f"maskrcnn {args.command}: error: {line}", file=sys.stderr)
+        if world_size > 1:  # the group was kept for the line above; leave it as a finished run does
+            from maskrcnn.engine.distributed import cleanup
+
+            cleanup(wait_for_peers=False)
         return 1
 
 

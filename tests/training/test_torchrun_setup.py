@@ -124,8 +124,10 @@ def _rank_process(rank: int, port: int, tmp: str, jsons: list, out: str) -> None
                        "--output", os.path.join(tmp, "run"), "--device", "cpu", "--set",
                        "solver.batch_size=2"])
         seen = (rc, err.getvalue())
+    import torch.distributed as dist
+
     with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
-        pickle.dump(seen, f)
+        pickle.dump((seen, not dist.is_initialized()), f)  # the group left after the error line?
     os._exit(0)  # the group cannot be left cleanly without its peer
 
 
@@ -139,7 +141,10 @@ def _two_ranks(tmp_path, jsons: list) -> dict:
                              join=False, start_method="spawn")
     while not ctx.join(timeout=60):
         pass
-    return {rank: pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in (0, 1)}
+    said = {rank: pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in (0, 1)}
+    # what each printed under its rank; under "leftN" whether process N had left the group at the end
+    return {**{rank: seen for rank, (seen, _) in said.items()},
+            **{f"left{rank}": left for rank, (_, left) in said.items()}}
 
 
 @pytest.mark.slow  # two pairs of processes (5-7 s on one core)
@@ -158,3 +163,5 @@ def test_a_setup_error_of_one_process_alone_is_printed_and_rank_zero_names_the_l
     said = _two_ranks(tmp_path, [missing, missing])
     assert said[0] == (1, f"maskrcnn train: error: {missing}: no such annotation file\n"), said
     assert said[1] == (1, ""), said
+    # each left the group after the error line (a group kept to the interpreter's exit can abort it)
+    assert said["left0"] and said["left1"], said
