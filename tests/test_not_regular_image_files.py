@@ -49,3 +49,20 @@ def test_show_data_reports_a_fifo_or_a_link_to_dev_zero_as_not_a_regular_file(tm
     assert "fifo.png is not a regular file (a FIFO)" in problems, problems
     assert "zero.png is not a regular file (a character device)" in problems, problems
     assert "not found" not in problems + captured.out + captured.err
+
+
+def test_read_image_still_reads_one_image_through_a_pipe(tmp_path):
+    # the wording fix must not refuse a pipe that read_image was given by name (a shell's <(cat x.png)):
+    # only listings (a folder, a COCO file's records) leave FIFOs out, since reading one there would wait
+    import threading
+
+    from maskrcnn.data.images import read_image
+
+    pixels = np.arange(6 * 5 * 3, dtype=np.uint8).reshape(6, 5, 3)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    data = (tmp_path / "a.png").read_bytes()
+    writer = threading.Thread(target=lambda: (tmp_path / "pipe.png").write_bytes(data), daemon=True)
+    writer.start()
+    assert read_image(tmp_path / "pipe.png").equal(read_image(tmp_path / "a.png"))
+    writer.join(timeout=10)

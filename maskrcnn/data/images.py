@@ -506,7 +506,7 @@ def read_image(path: Union[str, os.PathLike, bytes], *, orient: bool = True) -> 
                         f"{type(path).__name__}; an image already in memory needs no reading: give it to "
                         "the Predictor or draw_instances as it is")
     path = Path(path)
-    problem = missing_file_problem(path)
+    problem = missing_file_problem(path, pipe_ok=True)
     if problem:
         raise ImageReadError(f"{path}: {problem}")
     return _decode(path, str(path), orient=orient)
@@ -517,7 +517,7 @@ def read_image_and_orientation(path: Union[str, os.PathLike]) -> tuple:
     COCO reader, whose rule for a photo turned 180 degrees or mirrored needs the orientation, without
     opening the file twice. A corrupt EXIF block reads as 1 (the image is used as stored)."""
     path = Path(path)
-    problem = missing_file_problem(path)
+    problem = missing_file_problem(path, pipe_ok=True)
     if problem:
         raise ImageReadError(f"{path}: {problem}")
     seen: dict = {}
@@ -525,17 +525,21 @@ def read_image_and_orientation(path: Union[str, os.PathLike]) -> tuple:
     return image, seen.get("orientation", 1)
 
 
-def missing_file_problem(path: Union[str, os.PathLike]) -> Optional[str]:
+def missing_file_problem(path: Union[str, os.PathLike], *, pipe_ok: bool = False) -> Optional[str]:
     """Why ``path`` is no file to read, in words ("no such image file", "is a folder, not an image file",
     "is a broken link (to TARGET)", "is a symlink loop", "is not a regular file (a FIFO)"); None when it
-    is a regular file (or a link to one)."""
+    is a regular file (or a link to one), or with ``pipe_ok`` a FIFO: one image named by the caller may
+    come through a pipe (``read_image("/dev/fd/63")`` of a shell's ``<(cat photo.png)``), where a folder's
+    listing must not wait on one."""
     path = Path(path)
     if path.is_dir():
         return "is a folder, not an image file"
     if path.exists():
         # a FIFO, /dev/null or a link to /dev/zero exists but holds no image: said as what it is (it was
         # "PATH: None" on predict's command line, "not found" in show-data)
-        return None if path.is_file() else f"is not a regular file ({_file_kind(path)})"
+        if path.is_file() or (pipe_ok and _file_kind(path) == "a FIFO"):
+            return None
+        return f"is not a regular file ({_file_kind(path)})"
     if path.is_symlink():
         return "is a symlink loop" if is_symlink_loop(path) else f"is a broken link (to {link_target(path)})"
     return "no such image file"
