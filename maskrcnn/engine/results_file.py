@@ -91,6 +91,9 @@ def resolve_results_paths(given: Union[str, os.PathLike, Sequence]) -> list:
     """The results files named by ``given``: a path, a comma-separated list of paths, or a list of them.
     A path that is not a file but is MMDetection's prefix (``PREFIX.bbox.json`` / ``PREFIX.segm.json``
     exist) stands for those files."""
+    if isinstance(given, dict):  # one record: read as a path, it failed as "image_id: no such file"
+        raise TypeError("results: a path, a comma-separated list of paths or a list of paths, got a dict (a "
+                        "results record?): to score records, write them to a JSON file and pass its path")
     items = [given] if isinstance(given, (str, os.PathLike)) else list(given)
     odd = next((item for item in items if not isinstance(item, (str, os.PathLike))), None)
     if odd is not None:  # the records themselves (a list of dicts) failed on os.fspath, naming neither
@@ -110,6 +113,8 @@ def resolve_results_paths(given: Union[str, os.PathLike, Sequence]) -> list:
                 raise FileNotFoundError(f"{path}: no such results file")
             _note(f"{path}: read as MMDetection's prefix: {', '.join(str(f) for f in found)}")
             paths.extend(found)
+    if not paths:  # "" or [] named nothing: it went on to a StopIteration traceback
+        raise ValueError("results: no results file named (an empty path or an empty list)")
     if len(set(paths)) != len(paths):
         raise ValueError(f"results file given twice: {', '.join(str(p) for p in paths)}")
     return paths

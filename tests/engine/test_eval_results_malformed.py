@@ -128,6 +128,11 @@ def test_records_given_where_paths_are_taken_say_what_is_taken(tmp_path):
     with pytest.raises(TypeError, match=r"a path, a comma-separated list of paths or a list of paths, got a "
                                         r"list holding a dict .*write them to a JSON file"):
         evaluate_results_file(gt, _results([_rle(A), _rle(B)]))  # was "expected str, bytes or os.PathLike"
+    with pytest.raises(TypeError, match=r"got a dict \(a results record\?\)"):
+        evaluate_results_file(gt, _results([_rle(A)])[0])  # was "image_id: no such results file"
+    for nothing in ("", []):  # was a StopIteration traceback ("") and an empty dict ([])
+        with pytest.raises(ValueError, match="no results file named"):
+            evaluate_results_file(gt, nothing)
 
 
 def _stem_results():
