@@ -13,21 +13,12 @@ import signal
 
 import pytest
 import torch
-from torch import nn
 
 from maskrcnn.checkpoint import load_checkpoint
 from maskrcnn.config import load_config
 from maskrcnn.engine.logger import read_metrics
 from maskrcnn.engine.trainer import build_trainer
-
-
-class OneWeight(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
-
-    def forward(self, images, targets, generator=None):
-        return {"loss": ((self.w - 1) ** 2).sum()}
+from tests.hostile.one_weight import OneWeight
 
 
 class KilledBySignal(Exception):
@@ -244,3 +235,22 @@ def test_sigterm_while_a_resume_finishes_the_end_lets_it_finish(tmp_path, monkey
     assert result["end_line"] == (f"SIGTERM came after iteration 4 (the last), during the run's end: it was "
                                   f"finished ({out / 'model_final.pth'} written)")
     assert _temps(out) == []
+
+
+def test_sigterm_while_a_finished_run_leaves_the_process_group_does_not_kill_it(tmp_path, monkeypatch, capsys,
+                                                                                  default_handlers):
+    """Under torchrun a rank waits in du.cleanup()'s barrier after train() returned (its handlers restored):
+    torchrun's SIGTERM killed it there, and rank 0 then failed on the lost peer after a finished run."""
+    from maskrcnn.engine import distributed as du
+
+    out = tmp_path / "run"
+    trainer = _trainer(out)
+
+    def cleanup_signalled(*, wait_for_peers=True):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(du, "cleanup", cleanup_signalled)
+    rc = _train_command(trainer, tmp_path, monkeypatch)
+    assert rc == 0
+    assert f"done: iteration 4; final weights: {out / 'model_final.pth'}" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is default_handlers  # the caller's handler is back
