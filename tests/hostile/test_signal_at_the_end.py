@@ -254,3 +254,43 @@ def test_sigterm_while_a_finished_run_leaves_the_process_group_does_not_kill_it(
     assert rc == 0
     assert f"done: iteration 4; final weights: {out / 'model_final.pth'}" in capsys.readouterr().out
     assert signal.getsignal(signal.SIGTERM) is default_handlers  # the caller's handler is back
+
+
+def test_second_ctrl_c_during_the_final_evaluation_says_model_final_is_written(tmp_path, monkeypatch, capsys,
+                                                                             default_handlers):
+    """It said "not saved ... continue with --resume" with model_final.pth on disk."""
+    out = tmp_path / "run"
+
+    def evaluation(model):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return {}
+
+    rc = _train_command(_trainer(out, evaluate=evaluation), tmp_path, monkeypatch)
+    err = capsys.readouterr().err
+    assert rc == 130 and "not saved" not in err
+    assert (f"stopped at once after iteration 4 (the last), while running the final evaluation: "
+            f"{out / 'model_final.pth'} written; final evaluation not run (continue with --resume to run "
+            "it)") in err
+    assert load_checkpoint(out / "model_final.pth")["iteration"] == 4
+
+
+def test_second_ctrl_c_while_curves_are_drawn_then_resume_draws_them(tmp_path, monkeypatch, capsys,
+                                                                     default_handlers):
+    """The line said "not saved" of a finished run, and the --resume it advised drew no curves.png."""
+    out = tmp_path / "run"
+    trainer = _trainer(out, plot=True)
+
+    def ctrl_c_twice(**kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer.logger, "close", ctrl_c_twice)
+    assert _train_command(trainer, tmp_path, monkeypatch) == 130
+    assert (f"while drawing curves.png: the run is finished ({out / 'model_final.pth'} written), curves.png "
+            "not drawn (continue with --resume to draw it)") in capsys.readouterr().err
+    assert not (out / "curves.png").exists()
+    resumed = _trainer(out, plot=True)
+    assert resumed.resume()
+    assert not resumed.train()["interrupted"]
+    assert (out / "curves.png").is_file()
