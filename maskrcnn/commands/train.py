@@ -42,8 +42,8 @@ Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says 
 continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
 (the first signal counts: a SIGTERM after a Ctrl-C still exits 130). After the last iteration the write
 in progress is finished and one line says what was written (``Trainer.train``): 143 / 130 when the final
-evaluation was skipped, 0 when nothing was. A SIGTERM during the set-up: "stopped by SIGTERM: before
-training started; no checkpoint written", 143. Under ``torchrun --max-restarts N``
+evaluation was skipped or (SIGTERM) stopped, 0 when nothing was. A SIGTERM during the set-up: "stopped
+by SIGTERM: before training started; no checkpoint written", 143. Under ``torchrun --max-restarts N``
 that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
 A SIGTERM sent to the whole process group (``timeout``, ``kill -- -PGID``) also ends the DataLoader workers,
 and PyTorch reports their death mid-iteration: the signal's line wins ("stopped by SIGTERM during iteration

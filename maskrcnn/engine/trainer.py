@@ -600,6 +600,7 @@ class Trainer:
         # what the run's end has written, for that line: None, "final" (model_final.pth written, the final
         # evaluation due or skipped) or "finished" (the final evaluation run too, or none due)
         self._end_state: Optional[str] = None
+        self._evaluating = False  # in evaluate_fn: a SIGTERM stops the final evaluation at once
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict:
@@ -1042,6 +1043,15 @@ class Trainer:
             if signum == signal.SIGINT and self._stop_signal is not None:
                 # a write in progress removes its temporary file (io_utils)
                 raise KeyboardInterrupt(self._stopped_at_once_text())
+            if (signum == signal.SIGTERM and self._evaluating
+                    and self._ending == "running the final evaluation"):
+                # the weights are on disk and a resume runs it; waiting minutes for a whole val set would
+                # outlast a scheduler's grace period (docker stop: 10 s), whose SIGKILL says nothing
+                first = self._stop_signal or signum  # the first signal counts (a Ctrl-C before: 130)
+                raise StoppedBySignal(
+                    f"stopped by {stop_signals.signal_name(signum)} after iteration {self.iteration}"
+                    f"{self._last_text()}: {self.output_dir / FINAL_NAME} written; final evaluation stopped; "
+                    "continue with --resume to run it", first)
             if self._stop_signal is None:  # the first one: a SIGTERM after a Ctrl-C still exits 130
                 self._stop_signal = signum
             if self.is_main and signum == signal.SIGINT:
@@ -1190,8 +1200,10 @@ class Trainer:
             self.model.eval()
             try:
                 with self._linear_engine_settled():
+                    self._evaluating = True
                     results = self.evaluate_fn(self.model)
             finally:
+                self._evaluating = False
                 self.model.train(was_training)
                 np.random.set_state(state[0])
                 random.setstate(state[1])
@@ -1334,7 +1346,8 @@ class Trainer:
 
         The stop handlers stay installed through the run's end (the last checkpoint, ``model_final.pth``,
         the final evaluation, curves.png): a signal there lets the write in progress finish, skips the
-        final evaluation if it has not begun, and says in one line what was written (``_end``)."""
+        final evaluation if it has not begun, and says in one line what was written (``_end``); a SIGTERM
+        during the final evaluation stops it at once (``StoppedBySignal``: a resume runs it)."""
         self.model.train()
         self._remove_stale_temps()
         with self._signals():  # restored after the run

@@ -294,3 +294,24 @@ def test_second_ctrl_c_while_curves_are_drawn_then_resume_draws_them(tmp_path, m
     assert resumed.resume()
     assert not resumed.train()["interrupted"]
     assert (out / "curves.png").is_file()
+
+
+def test_sigterm_during_the_final_evaluation_stops_it_at_once(tmp_path, monkeypatch, capsys,
+                                                              default_handlers):
+    """It waited for the whole evaluation (minutes on a real val set: docker stop's SIGKILL came first)."""
+    out = tmp_path / "run"
+    went_on = []
+
+    def evaluation(model):
+        os.kill(os.getpid(), signal.SIGTERM)
+        went_on.append(True)  # the rest of the val set
+        return {"bbox": {"AP": 10.0}, "segm": {"AP": 10.0}}
+
+    rc = _train_command(_trainer(out, evaluate=evaluation), tmp_path, monkeypatch)
+    assert rc == 143 and went_on == []
+    assert (f"stopped by SIGTERM after iteration 4 (the last): {out / 'model_final.pth'} written; final "
+            "evaluation stopped; continue with --resume to run it") in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is default_handlers
+    again = Evaluation()
+    resumed = _trainer(out, evaluate=again)
+    assert resumed.resume() and not resumed.train()["interrupted"] and again.calls == 1
