@@ -42,8 +42,8 @@ Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the iteration, says 
 continue with --resume" and exits with 130 (SIGINT) or 143 (SIGTERM), not 0: the run is not finished
 (the first signal counts: a SIGTERM after a Ctrl-C still exits 130). After the last iteration the write
 in progress is finished and one line says what was written (``Trainer.train``): 143 / 130 when the final
-evaluation was skipped, 0 when nothing was. A SIGTERM during the set-up: "stopped by SIGTERM: before
-training started; no checkpoint written", 143. Under ``torchrun --max-restarts N``
+evaluation was skipped or (SIGTERM) stopped, 0 when nothing was. A SIGTERM during the set-up: "stopped
+by SIGTERM: before training started; no checkpoint written", 143. Under ``torchrun --max-restarts N``
 that non-zero status is a failure torchrun restarts the workers for (``--max-restarts 0`` to stop).
 A SIGTERM sent to the whole process group (``timeout``, ``kill -- -PGID``) also ends the DataLoader workers,
 and PyTorch reports their death mid-iteration: the signal's line wins ("stopped by SIGTERM during iteration
@@ -161,6 +161,19 @@ def _sigterm_stops_set_up():
         yield
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM recorded, not acted on, while a run that has ended leaves the process group
+    (``du.cleanup``'s barrier): under torchrun a rank that returned from ``train()`` before rank 0 had
+    written model_final.pth waited there with the default handlers, so torchrun's SIGTERM killed it and
+    rank 0 then failed on the lost peer ("another process stopped") after a finished run. The trainer has
+    already said how the run ended; the previous handlers are back after (main thread only)."""
+    from maskrcnn.stop_signals import handling
+
+    with handling((signal.SIGINT, signal.SIGTERM), lambda signum, frame: None):
+        yield
+
+
 def run_training(args, *, config_said=None, caller="maskrcnn train", stop_at_set_up=False) -> dict:
     """The run the arguments ask for; returns the trainer's result ({"interrupted", "iteration",
     "signal", ...}; a stop mid-iteration, not saved: also "stopped", its line): ``run`` makes it an exit
@@ -226,7 +239,8 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
         du.cleanup(wait_for_peers=False)
         du.mark_own(e)  # this process's (its batches, its memory): printed with its rank under torchrun
         raise
-    du.cleanup()
+    with _signals_held():  # under torchrun the other ranks get here first, their handlers already restored
+        du.cleanup()
     if result["interrupted"] and result.get("end_line"):
         pass  # stopped after the last iteration: the trainer said what its end wrote and what it skipped
     elif result["interrupted"] and trainer.is_main:  # once, not once per process

@@ -597,6 +597,10 @@ class Trainer:
         # past the last iteration: what the run's end is doing ("writing model_final.pth"), for the line of
         # a second Ctrl-C that stops it there; None in the loop
         self._ending: Optional[str] = None
+        # what the run's end has written, for that line: None, "final" (model_final.pth written, the final
+        # evaluation due or skipped) or "finished" (the final evaluation run too, or none due)
+        self._end_state: Optional[str] = None
+        self._evaluating = False  # in evaluate_fn: a SIGTERM stops the final evaluation at once
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict:
@@ -1037,12 +1041,17 @@ class Trainer:
             # The first signal only sets a flag: the loop saves at the end of the iteration. A second Ctrl-C
             # stops at once (a stalled loader or a very long step must not make Ctrl-C useless).
             if signum == signal.SIGINT and self._stop_signal is not None:
-                where = (f"after iteration {self.iteration}{self._last_text()}, while {self._ending}"
-                         if self._ending else f"during iteration {self.iteration + 1}")
-                raise KeyboardInterrupt(  # a write in progress removes its temporary file (io_utils)
-                    f"stopped at once {where}, not saved; "
-                    + self._kept_checkpoint_text() + " (continue with --resume)"
-                )
+                # a write in progress removes its temporary file (io_utils)
+                raise KeyboardInterrupt(self._stopped_at_once_text())
+            if (signum == signal.SIGTERM and self._evaluating
+                    and self._ending == "running the final evaluation"):
+                # the weights are on disk and a resume runs it; waiting minutes for a whole val set would
+                # outlast a scheduler's grace period (docker stop: 10 s), whose SIGKILL says nothing
+                first = self._stop_signal or signum  # the first signal counts (a Ctrl-C before: 130)
+                raise StoppedBySignal(
+                    f"stopped by {stop_signals.signal_name(signum)} after iteration {self.iteration}"
+                    f"{self._last_text()}: {self.output_dir / FINAL_NAME} written; final evaluation stopped; "
+                    "continue with --resume to run it", first)
             if self._stop_signal is None:  # the first one: a SIGTERM after a Ctrl-C still exits 130
                 self._stop_signal = signum
             if self.is_main and signum == signal.SIGINT:
@@ -1054,6 +1063,25 @@ class Trainer:
 
         with stop_signals.handling((signal.SIGTERM, signal.SIGINT), handler):  # restored after the run
             yield
+
+    def _stopped_at_once_text(self) -> str:
+        """The line of a second Ctrl-C: where it stopped and what is on disk (past the last iteration
+        ``model_final.pth`` may be written already: "not saved" would send the user after weights they
+        have)."""
+        kept = self._kept_checkpoint_text()
+        if not self._ending:
+            return (f"stopped at once during iteration {self.iteration + 1}, not saved; {kept} (continue "
+                    "with --resume)")
+        where = f"stopped at once after iteration {self.iteration}{self._last_text()}, while {self._ending}"
+        final = f"{self.output_dir / FINAL_NAME} written"
+        curves = ", curves.png not drawn" if self._ending == "drawing curves.png" else ""
+        if self._end_state == "finished":
+            return f"{where}: the run is finished ({final}){curves} (continue with --resume to draw it)"
+        if self._end_state == "final":
+            return f"{where}: {final}; final evaluation not run{curves} (continue with --resume to run it)"
+        if curves:  # after a stop in the loop, which saved its checkpoint
+            return f"{where}: {kept}{curves} (continue with --resume)"
+        return f"{where}, not saved; {kept} (continue with --resume)"
 
     # ------------------------------------------------------------------ loop
     def _autocast(self):
@@ -1172,8 +1200,10 @@ class Trainer:
             self.model.eval()
             try:
                 with self._linear_engine_settled():
+                    self._evaluating = True
                     results = self.evaluate_fn(self.model)
             finally:
+                self._evaluating = False
                 self.model.train(was_training)
                 np.random.set_state(state[0])
                 random.setstate(state[1])
@@ -1316,7 +1346,8 @@ class Trainer:
 
         The stop handlers stay installed through the run's end (the last checkpoint, ``model_final.pth``,
         the final evaluation, curves.png): a signal there lets the write in progress finish, skips the
-        final evaluation if it has not begun, and says in one line what was written (``_end``)."""
+        final evaluation if it has not begun, and says in one line what was written (``_end``); a SIGTERM
+        during the final evaluation stops it at once (``StoppedBySignal``: a resume runs it)."""
         self.model.train()
         self._remove_stale_temps()
         with self._signals():  # restored after the run
@@ -1340,7 +1371,8 @@ class Trainer:
             self._ending = "finishing the run"
             wrote = self._finish_resumed()
             if self.is_main:  # curves.png: for a new evaluation record, or missing from the end finished now
-                curves_missing = did and not (self.output_dir / "curves.png").is_file()
+                # (also of a finished run: a second Ctrl-C while they were drawn left them undrawn)
+                curves_missing = not (self.output_dir / "curves.png").is_file()
                 self.logger.close(plot=self.plot and (wrote or curves_missing))
             # a signal while it ran: what it was writing was finished, and said so
             end_line = self._end_line(skipped=False) if did and self._stop_signal is not None else ""
@@ -1383,14 +1415,17 @@ class Trainer:
         if self.is_main:
             self._ending = f"writing {FINAL_NAME}"
             self._write_final()
+        self._end_state = "final"
         if self.stopped_early:  # the weights were evaluated just now (or before the resume)
             if self.is_main:  # (only the main process's tracker has seen the evaluations)
                 self.logger.print(self._early_stop_text())
+            self._end_state = "finished"
             return False
         if self.evaluate_fn is not None and du.any_true(self._stop_signal is not None):  # every rank alike
             return True
         self._ending = "running the final evaluation"
         self._evaluate()  # last: the run's weights are on disk whatever the evaluation does
+        self._end_state = "finished"
         return False
 
     def _end_line(self, *, skipped: bool) -> str:

@@ -12,19 +12,10 @@ import signal
 
 import pytest
 import torch
-from torch import nn
 
 from maskrcnn.config import load_config
 from maskrcnn.engine.trainer import build_trainer
-
-
-class OneWeight(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
-
-    def forward(self, images, targets, generator=None):
-        return {"loss": ((self.w - 1) ** 2).sum()}
+from tests.hostile.one_weight import OneWeight
 
 
 def _trainer(out, *, iters=6, period=2, signal_after=None):

@@ -76,7 +76,7 @@ def _resume(out, evaluate, **kw):
 
 
 def test_resume_of_a_finished_run_evaluates_logs_and_writes_nothing(tmp_path, monkeypatch):
-    _trainer(tmp_path, Evaluation()).train()
+    _trainer(tmp_path, Evaluation(), plot=True).train()  # with its curves.png: a resume draws a missing one
     assert _evaluations(read_metrics(tmp_path / "metrics.jsonl")) == [2, 4, 6]
     before = _times(tmp_path)
     made = TensorBoardStandIn()  # the writer, made at the first record: a no-op makes none (no event file)

@@ -13,21 +13,12 @@ import signal
 
 import pytest
 import torch
-from torch import nn
 
 from maskrcnn.checkpoint import load_checkpoint
 from maskrcnn.config import load_config
 from maskrcnn.engine.logger import read_metrics
 from maskrcnn.engine.trainer import build_trainer
-
-
-class OneWeight(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
-
-    def forward(self, images, targets, generator=None):
-        return {"loss": ((self.w - 1) ** 2).sum()}
+from tests.hostile.one_weight import OneWeight
 
 
 class KilledBySignal(Exception):
@@ -244,3 +235,83 @@ def test_sigterm_while_a_resume_finishes_the_end_lets_it_finish(tmp_path, monkey
     assert result["end_line"] == (f"SIGTERM came after iteration 4 (the last), during the run's end: it was "
                                   f"finished ({out / 'model_final.pth'} written)")
     assert _temps(out) == []
+
+
+def test_sigterm_while_a_finished_run_leaves_the_process_group_does_not_kill_it(tmp_path, monkeypatch, capsys,
+                                                                                  default_handlers):
+    """Under torchrun a rank waits in du.cleanup()'s barrier after train() returned (its handlers restored):
+    torchrun's SIGTERM killed it there, and rank 0 then failed on the lost peer after a finished run."""
+    from maskrcnn.engine import distributed as du
+
+    out = tmp_path / "run"
+    trainer = _trainer(out)
+
+    def cleanup_signalled(*, wait_for_peers=True):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(du, "cleanup", cleanup_signalled)
+    rc = _train_command(trainer, tmp_path, monkeypatch)
+    assert rc == 0
+    assert f"done: iteration 4; final weights: {out / 'model_final.pth'}" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) is default_handlers  # the caller's handler is back
+
+
+def test_second_ctrl_c_during_the_final_evaluation_says_model_final_is_written(tmp_path, monkeypatch, capsys,
+                                                                             default_handlers):
+    """It said "not saved ... continue with --resume" with model_final.pth on disk."""
+    out = tmp_path / "run"
+
+    def evaluation(model):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return {}
+
+    rc = _train_command(_trainer(out, evaluate=evaluation), tmp_path, monkeypatch)
+    err = capsys.readouterr().err
+    assert rc == 130 and "not saved" not in err
+    assert (f"stopped at once after iteration 4 (the last), while running the final evaluation: "
+            f"{out / 'model_final.pth'} written; final evaluation not run (continue with --resume to run "
+            "it)") in err
+    assert load_checkpoint(out / "model_final.pth")["iteration"] == 4
+
+
+def test_second_ctrl_c_while_curves_are_drawn_then_resume_draws_them(tmp_path, monkeypatch, capsys,
+                                                                     default_handlers):
+    """The line said "not saved" of a finished run, and the --resume it advised drew no curves.png."""
+    out = tmp_path / "run"
+    trainer = _trainer(out, plot=True)
+
+    def ctrl_c_twice(**kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer.logger, "close", ctrl_c_twice)
+    assert _train_command(trainer, tmp_path, monkeypatch) == 130
+    assert (f"while drawing curves.png: the run is finished ({out / 'model_final.pth'} written), curves.png "
+            "not drawn (continue with --resume to draw it)") in capsys.readouterr().err
+    assert not (out / "curves.png").exists()
+    resumed = _trainer(out, plot=True)
+    assert resumed.resume()
+    assert not resumed.train()["interrupted"]
+    assert (out / "curves.png").is_file()
+
+
+def test_sigterm_during_the_final_evaluation_stops_it_at_once(tmp_path, monkeypatch, capsys,
+                                                              default_handlers):
+    """It waited for the whole evaluation (minutes on a real val set: docker stop's SIGKILL came first)."""
+    out = tmp_path / "run"
+    went_on = []
+
+    def evaluation(model):
+        os.kill(os.getpid(), signal.SIGTERM)
+        went_on.append(True)  # the rest of the val set
+        return {"bbox": {"AP": 10.0}, "segm": {"AP": 10.0}}
+
+    rc = _train_command(_trainer(out, evaluate=evaluation), tmp_path, monkeypatch)
+    assert rc == 143 and went_on == []
+    assert (f"stopped by SIGTERM after iteration 4 (the last): {out / 'model_final.pth'} written; final "
+            "evaluation stopped; continue with --resume to run it") in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is default_handlers
+    again = Evaluation()
+    resumed = _trainer(out, evaluate=again)
+    assert resumed.resume() and not resumed.train()["interrupted"] and again.calls == 1
