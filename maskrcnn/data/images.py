@@ -436,7 +436,7 @@ def _mp(pixels: int) -> str:
     return f"{pixels / 1e6:.4g} MP"  # 225 MP, 179 MP; a test's 400 pixels 0.0004 MP
 
 
-def _check_size(width: int, height: int, name: str, limit: Optional[int]) -> None:
+def check_size(width: int, height: int, name: str, limit: Optional[int]) -> None:
     """ImageTooLargeError naming ``name`` when width x height is over ``limit`` (None: no limit)."""
     if limit is not None and width * height > limit:
         raise ImageTooLargeError(
@@ -465,7 +465,7 @@ def open_image(source: Union[str, os.PathLike, bytes], name: str, *, decode: boo
     with _pil_open_quiet(name, source) as limit, _as_read_errors(name, source):
         img = _open_pil(source)
         try:
-            _check_size(img.width, img.height, name, limit)
+            check_size(img.width, img.height, name, limit)
             if decode:
                 _load_pil(img)
         except BaseException:
@@ -581,7 +581,7 @@ def image_header(path: Union[str, os.PathLike]) -> tuple:
     try:
         with _pil_open_quiet(str(path), path) as limit, _open_pil(path) as img:
             width, height = img.size
-            _check_size(width, height, str(path), limit)
+            check_size(width, height, str(path), limit)
             orientation = _orientation_of(img)  # before any load (a TIFF's is dropped at load)
             if img.format == "TIFF":
                 # Recent Pillow turns a TIFF itself (its size is already the turned one): start from the
@@ -743,7 +743,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
                     f"{name}: image of {img.width}x{img.height} = {img.width * img.height} pixels is larger "
                     f"than the limit of {max_pixels} pixels", caller_limit=max_pixels
                 )
-            _check_size(img.width, img.height, name, limit)
+            check_size(img.width, img.height, name, limit)
             frames = int(getattr(img, "n_frames", 1) or 1)
             # MPO: a phone's or camera's JPEG holding the photo and its own preview, depth or disparity
             # map; the first frame is the whole photo, so a warning on every such photo would mislead.

@@ -110,10 +110,11 @@ def ground_truth_size(ids_png: Path, polygons: Path) -> Optional[tuple]:
     or not readable (``images.open_image``, the converters' one open: PIL's DecompressionBombError is no
     OSError and escaped as a traceback), a polygons file that is not JSON (RecursionError too: 100000
     nested objects), not an object, or whose ``imgHeight`` / ``imgWidth`` is not a positive whole number
-    or asks for more pixels than an image may have (a 119-byte file asked for a 7.6 GiB mask per
-    detection); ``objects`` must be a list."""
-    from maskrcnn.data.images import _check_size, max_image_pixels, open_image
-    from maskrcnn.data.json_values import is_whole, read_json_file
+    (its text too, "1024": the scorer reads them with ``int``) or asks for more pixels than an image may
+    have (a 119-byte file asked for a 7.6 GiB mask per detection); ``objects`` must be a list."""
+    from maskrcnn.data.formats.common import given_size
+    from maskrcnn.data.images import check_size, max_image_pixels, open_image
+    from maskrcnn.data.json_values import read_json_file
 
     if ids_png.is_file():
         with open_image(ids_png, str(ids_png), decode=False) as img:  # ImageReadError: a ValueError
@@ -130,12 +131,12 @@ def ground_truth_size(ids_png: Path, polygons: Path) -> Optional[tuple]:
                          f"imgHeight, imgWidth and objects")
     for field in ("imgHeight", "imgWidth"):
         value = data.get(field)
-        if not (is_whole(value) and value > 0):
+        if given_size(value, 1) is None:
             raise ValueError(f"{polygons}: {field} {value!r} is not a positive whole number (the size, in "
                              f"pixels, the ground truth is drawn at)")
-    height, width = int(data["imgHeight"]), int(data["imgWidth"])
+    height, width = given_size(data["imgHeight"], data["imgWidth"])
     try:
-        _check_size(width, height, "imgWidth x imgHeight", max_image_pixels())
+        check_size(width, height, "imgWidth x imgHeight", max_image_pixels())
     except ValueError as e:
         raise ValueError(f"{polygons}: {e}") from None
     if not isinstance(data.get("objects"), list):
@@ -495,12 +496,12 @@ def _span(overlaps: list) -> str:
 def _draw_without_bad_objects(polygons: str) -> np.ndarray:
     """(H, W) int64 instance ids of a polygons file, drawn as ``convert-data`` draws it."""
     from maskrcnn.data.formats.cityscapes import _draw_polygons
-    from maskrcnn.data.formats.common import Report, read_json
+    from maskrcnn.data.formats.common import Report, given_size, read_json
 
     data = read_json(Path(polygons))
     report = Report(stream=io.StringIO())
-    return _draw_polygons(data["objects"], int(data["imgHeight"]), int(data["imgWidth"]), where=polygons,
-                          report=report)
+    height, width = given_size(data["imgHeight"], data["imgWidth"])  # checked by ground_truth_size
+    return _draw_polygons(data["objects"], height, width, where=polygons, report=report)
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def test_a_polygons_size_over_the_pixel_limit_or_not_a_positive_whole_number_is_
     assert f"--cityscapes {root}: {path}: imgWidth x imgHeight: image too large (128000x64000 = 8192 MP > " \
            "limit 179 MP" in err, err
     absent_png = folder / "absent.png"
-    for field, value in (("imgHeight", 0), ("imgHeight", -8), ("imgWidth", "8"), ("imgWidth", True),
-                         ("imgHeight", 7.5), ("imgWidth", None)):
+    for field, value in (("imgHeight", 0), ("imgHeight", -8), ("imgWidth", "8.5"), ("imgWidth", "eight"),
+                         ("imgWidth", True), ("imgHeight", 7.5), ("imgWidth", None), ("imgHeight", "-8")):
         data = {"imgHeight": 8, "imgWidth": 8, "objects": []}
         data[field] = value
         _polygons(folder, data)
@@ -90,6 +90,9 @@ def test_a_polygons_size_over_the_pixel_limit_or_not_a_positive_whole_number_is_
             ground_truth_size(absent_png, path)
         assert str(e.value).startswith(f"{path}: {field} {value!r} is not a positive whole number"), e.value
     _polygons(folder, {"imgHeight": 8, "imgWidth": 16.0, "objects": []})  # a whole float, as some write it
+    assert ground_truth_size(absent_png, path) == (8, 16)
+    # sizes written as text: the official scorer reads them with int(), so they are sizes here too
+    _polygons(folder, {"imgHeight": "8", "imgWidth": "16", "objects": []})
     assert ground_truth_size(absent_png, path) == (8, 16)
 
 
