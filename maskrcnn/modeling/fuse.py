@@ -161,7 +161,7 @@ def use_fused_add(module: nn.Module, *, fused: bool) -> int:
             and type(child.conv) is nn.Conv2d
             and child.conv.padding_mode == "zeros"
         ):
-            setattr(module, name, ConvAdd(child.conv, fused=fused))
+            setattr(module, name, ConvAdd(child.conv, fused=fused).train(child.training))
             replaced += 1
         else:
             replaced += use_fused_add(child, fused=fused)

@@ -45,12 +45,15 @@ def fused_kernel_works() -> bool:
         return False
     cl = torch.channels_last
     g = torch.Generator().manual_seed(0)
-    conv = nn.utils.skip_init(nn.Conv2d, 8, 16, 1)  # no default init: the global RNG is not touched
-    conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
-    conv.bias.copy_(torch.randn(conv.bias.shape, generator=g))
+    # float32 whatever torch.get_default_dtype() says: the kernel is float32 only, and a float64 default
+    # (a caller's) must not give a model optimised under it another verdict, so other float rounding
+    f32 = torch.float32
+    conv = nn.utils.skip_init(nn.Conv2d, 8, 16, 1, dtype=f32)  # no default init: the global RNG is not touched
+    conv.weight.copy_(torch.randn(conv.weight.shape, generator=g, dtype=f32))
+    conv.bias.copy_(torch.randn(conv.bias.shape, generator=g, dtype=f32))
     conv = conv.to(memory_format=cl)
-    x = torch.randn(2, 8, 5, 7, generator=g).contiguous(memory_format=cl)
-    res = torch.randn(2, 16, 5, 7, generator=g).contiguous(memory_format=cl)
+    x = torch.randn(2, 8, 5, 7, generator=g, dtype=f32).contiguous(memory_format=cl)
+    res = torch.randn(2, 16, 5, 7, generator=g, dtype=f32).contiguous(memory_format=cl)
     try:
         return all(
             bool(torch.allclose(_fused(x, conv, res, relu), _plain(x, conv, res, relu), rtol=1e-5, atol=1e-6))

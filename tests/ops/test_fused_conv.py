@@ -106,3 +106,23 @@ def test_optimise_keeps_plain_additions_where_asked_and_leaves_global_state():
     optimise_for_inference(holder, fused_add=False)
     assert isinstance(holder[0], ConvNorm) and holder.fused_adds == 0
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
+
+
+def test_the_kernels_verdict_does_not_follow_a_float64_default_dtype():
+    # A caller's float64 default made the self-test's tensors float64, which the kernel refuses: a
+    # predictor optimised under it took the plain additions and other float rounding than one optimised
+    # under float32 (scores 3e-8 apart on an AMD EPYC), though both models are float32.
+    verdict = fused_kernel_works()
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        under_float64 = fused_kernel_works()
+    finally:
+        torch.set_default_dtype(before)
+    assert under_float64 == verdict
+
+
+def test_a_swapped_in_convadd_keeps_the_mode_of_what_it_replaces():
+    holder = nn.Sequential(ConvNorm(16, 32, 1, norm="frozen_bn")).eval()
+    optimise_for_inference(holder, fused_add=True)
+    assert all(not m.training for m in holder.modules())
