@@ -48,7 +48,7 @@ def fused_kernel_works() -> bool:
     # float32 whatever torch.get_default_dtype() says: the kernel is float32 only, and a float64 default
     # (a caller's) must not give a model optimised under it another verdict, so other float rounding
     f32 = torch.float32
-    conv = nn.utils.skip_init(nn.Conv2d, 8, 16, 1, dtype=f32)  # no default init: the global RNG is not touched
+    conv = nn.utils.skip_init(nn.Conv2d, 8, 16, 1, dtype=f32)  # no default init: the global RNG untouched
     conv.weight.copy_(torch.randn(conv.weight.shape, generator=g, dtype=f32))
     conv.bias.copy_(torch.randn(conv.bias.shape, generator=g, dtype=f32))
     conv = conv.to(memory_format=cl)
