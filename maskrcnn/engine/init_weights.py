@@ -15,8 +15,10 @@ its weights):
 3. ``plan_init(model_state, source, ...)`` (pure): the tensor each model key starts from. A key the weights
    have is copied and must match in shape; a key of a part the weights lack entirely (an ImageNet
    backbone has no FPN, RPN or heads; a Faster R-CNN no mask head) keeps its fresh value; a key missing
-   from a part the weights do have, a key the weights have in a part the model has but the model lacks,
-   or a shape mismatch stops the run before training, naming the key and both shapes. Class-specific
+   from a part the weights do have, a key the weights have in a part the model has but the model lacks
+   or in no part we know (``PARTS``: another version's or architecture's checkpoint, refused as a
+   torchvision file's unmapped key is), or a shape mismatch stops the run before training, naming the
+   --init file, the key and both shapes. Class-specific
    rows (box classifier and regression, mask predictor) are copied for every class whose name matches
    one of the weights' (``normalise_name``: case aside, ``_``, ``-`` and runs of spaces read as one
    space, so 'Traffic_Light' is 'traffic light' but 'trafficlight' is not; ``model.init_class_map``
@@ -118,22 +120,51 @@ def follow_weights(cfg, implied: dict) -> tuple:
     return cfg, changes
 
 
-def follow_weights_keeping(cfg, implied: dict, explicit: dict) -> tuple:
+def follow_weights_keeping(cfg, implied: dict, explicit: dict, *, weights: Optional[str] = None) -> tuple:
     """``follow_weights``, except that a key of ``explicit`` ({dotted key: where the user set it, e.g.
     "--set"}) outside ``SHAPE_KEYS`` keeps the run's value: (cfg, changes, {key: {"value": the run's,
-    "by": where set, "weights": the weights' suggestion}} per key kept against the weights)."""
-    changes, kept = {}, {}
+    "by": where set, "weights": the weights' suggestion}} per key kept against the weights). A key of
+    ``SHAPE_KEYS`` set explicitly to another value than the weights' is an InitError naming ``weights``
+    (the --init file): their tensors load into no other architecture, and quietly training the weights'
+    one instead ("model.backbone resnet50 -> resnet18") read as if the preset, not the user, had said
+    resnet50."""
+    changes, kept, refused = {}, {}, {}
     for key, value in implied.items():
         current = get_key(cfg, key)
         if _same(current, value):
             continue
         if key in explicit and key not in SHAPE_KEYS:
             kept[key] = {"value": _plain(current), "by": explicit[key], "weights": _plain(value)}
+        elif key in explicit:
+            refused[key] = (_plain(current), explicit[key], _plain(value))
         else:
             changes[key] = {"from": _plain(current), "to": _plain(value)}
+    if refused:
+        raise InitError(_architecture_refusal(refused, weights))
     if changes:
         cfg = apply_overrides(cfg, {k: implied[k] for k in changes})
     return cfg, changes, kept
+
+
+def _shown(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def _architecture_refusal(refused: dict, weights: Optional[str]) -> str:
+    """One line: "--set model.backbone=resnet50 but the --init weights W are a resnet18 model; --set
+    model.fpn_dim=256 but the weights have model.fpn_dim 64 (...): drop the --set, or use other weights"."""
+    parts, by_all = [], []
+    for i, (key, (value, by, theirs)) in enumerate(refused.items()):
+        what = f"the --init weights{' ' + weights if weights else ''}" if i == 0 else "the weights"
+        asked = f"--set {key}={_shown(value)}" if by == "--set" else f"{by} sets {key}={_shown(value)}"
+        held = (f"are a {theirs} model" if key == "model.backbone"
+                else f"have {key} {_shown(theirs)}")
+        parts.append(f"{asked} but {what} {held}")
+        by_all += [] if by in by_all else [by]
+    keys = "keys" if len(refused) > 1 else "key"
+    drop = " and ".join("the --set" if by == "--set" else f"the {keys} from {by}" for by in by_all)
+    return (f"{'; '.join(parts)} (weights load only into the architecture they were trained in): drop "
+            f"{drop}, or use other weights")
 
 
 def _plain(v):
@@ -280,12 +311,14 @@ def shared_rows_warning(ours: Sequence[str], rows: Optional[list], theirs: Optio
             f"rows, model.init_{what}_map={{NAME: THEIRS, OTHER: ''}}, each name as it is spelt)")
 
 
-def _copy_rows(fresh: torch.Tensor, src: torch.Tensor, rows: list, axis: int, per: int, key: str) -> tuple:
-    """``fresh`` with the rows of each matched entry copied from ``src``; (tensor, copied, fresh counts)."""
+def _copy_rows(fresh: torch.Tensor, src: torch.Tensor, rows: list, axis: int, per: int, key: str,
+               source: str = "the weights") -> tuple:
+    """``fresh`` with the rows of each matched entry copied from ``src``; (tensor, copied, fresh counts).
+    An InitError names ``source`` (the --init file) and ``key``."""
     other_fresh = [s for d, s in enumerate(fresh.shape) if d != axis]
     other_src = [s for d, s in enumerate(src.shape) if d != axis]
     if other_fresh != other_src or src.shape[axis] % per:
-        raise InitError(f"{key}: the weights' {tuple(src.shape)} cannot give rows of the model's "
+        raise InitError(f"{source}: {key}: the weights' {tuple(src.shape)} cannot give rows of the model's "
                         f"{tuple(fresh.shape)}")
     out = fresh.clone()
     copied = 0
@@ -293,7 +326,8 @@ def _copy_rows(fresh: torch.Tensor, src: torch.Tensor, rows: list, axis: int, pe
         if j is None:
             continue
         if (j + 1) * per > src.shape[axis]:
-            raise InitError(f"{key}: the weights have {src.shape[axis] // per} rows, row {j} was asked for")
+            raise InitError(f"{source}: {key}: the weights have {src.shape[axis] // per} rows, row {j} was "
+                            "asked for")
         out.narrow(axis, i * per, per).copy_(src.narrow(axis, j * per, per))
         copied += 1
     return out, copied, len(rows) - copied
@@ -334,7 +368,8 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
             rows = class_rows
         if src is not None and rows_spec[0] is not None:
             axis, per = rows_spec
-            state[key], n_copied, n_fresh = _copy_rows(value, src.to(value.dtype), rows, axis, per, key)
+            state[key], n_copied, n_fresh = _copy_rows(value, src.to(value.dtype), rows, axis, per, key,
+                                                              source)
             class_specific[key] = {"rows_copied": n_copied, "rows_fresh": n_fresh}
             (loaded if n_copied else fresh).append(key)
         elif src is not None:
@@ -350,14 +385,16 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
                 fresh.append(key)
         else:
             missing.append(key)
+    # a key of no part we know ("roi_heads.foo.weight") is another version's or architecture's, as a
+    # torchvision file's unmapped key is: refused like it, not left unused as if a whole part were
     unexpected = [k for k in source_state if k not in model_state and not k.endswith("num_batches_tracked")
-                  and _part(k) in model_parts]
+                  and (_part(k) in model_parts or _part(k) not in PARTS)]
     # a batch counter the model has no place for in a part it has (its BN frozen) is no part of the
     # weights left unused: not listed there, counted apart (the report lists every key of the weights);
     # one of a part the model lacks is unused with the rest of that part
     counters, unused = split_counters([k for k in source_state if k not in model_state], model_state)
     unused = [k for k in source_state if k not in model_state and not k.endswith("num_batches_tracked")
-              and _part(k) not in model_parts] + unused
+              and _part(k) not in model_parts and _part(k) in PARTS] + unused
     problems = []
     for what, items in (("shape mismatches", mismatched),
                         ("keys the model needs but the weights lack", missing),
@@ -365,9 +402,10 @@ def plan_init(model_state: dict, source_state: dict, *, class_rows: Optional[lis
         if items:
             more = f"; ... ({len(items) - _LISTED} more)" if len(items) > _LISTED else ""
             problems.append(f"{len(items)} {what}: {'; '.join(items[:_LISTED])}{more}")
-    if problems:
-        raise InitError("the weights do not fit the model: " + " | ".join(problems))
+    # first: keys that (almost) all fit nowhere are a naming mismatch (a wrapper prefix), said as such
     _too_little_loaded(model_state, source_state, loaded, source)
+    if problems:
+        raise InitError(f"{source}: the weights do not fit the model: " + " | ".join(problems))
     return {"state": state, "loaded": loaded, "reinitialised": fresh, "unused": unused,
             "counters_ignored": counters, "class_specific": class_specific}
 
@@ -595,9 +633,12 @@ def part_lines(report: dict) -> list:
             lines.append(f"{PART_NAMES.get(part, part.rstrip('.'))} starts fresh: the weights have none "
                          f"({len(keys)} tensors)")
     for part, keys in by_part(report["unused"]).items():
+        name = PART_NAMES.get(part, part.rstrip("."))
         if part not in loaded:
-            lines.append(f"{PART_NAMES.get(part, part.rstrip('.'))} of the weights unused: this model has "
-                         f"none ({len(keys)} tensors)")
+            lines.append(f"{name} of the weights unused: this model has none ({len(keys)} tensors)")
+        else:  # the part loaded, some of its keys did not: which ones, not "this model has none"
+            more = f", ... ({len(keys) - _LISTED} more)" if len(keys) > _LISTED else ""
+            lines.append(f"{name}: {len(keys)} unused: {', '.join(keys[:_LISTED])}{more}")
     return lines
 
 

@@ -686,7 +686,8 @@ def build_training(
     if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size, reads=init_reads)
         explicit = _explicit_keys(source.implied, overrides, config_named, config_keys, config_said)
-        cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit)
+        cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit, weights=str(
+            source.provenance.get("spec") or cfg.model.init_weights))
     size_lines = []
     if not resume:  # a resumed run keeps its own test sizes (its config.yaml), changed only by --set
         cfg, size_lines = follow_training_sizes(cfg, _explicit_keys(

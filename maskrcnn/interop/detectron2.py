@@ -558,7 +558,8 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
               "entry": entry,
               "counters_dropped": counters,
               "pixel_stats_from_file": [k for k in ("pixel_mean", "pixel_std") if k in sd]}
-    problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="detectron2")
+    problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="detectron2",
+                                   origin=origin)
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
     ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Callable, Optional, Sequence, Union
 
-__all__ = ["compile_rules", "conversion_problems", "count_indices", "file_keys", "first_rule", "rename_key",
-           "shape_mismatches"]
+__all__ = ["compile_rules", "conversion_problems", "count_indices", "file_keys", "first_rule",
+           "missing_file_keys", "rename_key", "shape_mismatches"]
 
 Replacement = Union[str, Callable[[tuple], str]]
 
@@ -47,12 +47,13 @@ def count_indices(sd, pattern: str) -> int:
 
 
 def conversion_problems(unmapped: list, missing: list, unexpected: list, shapes: list, *,
-                        source_name: str) -> list:
+                        source_name: str, origin: Optional[dict] = None) -> list:
     """One line per kind of key that did not fit (the first 8 named); [] when all did. ``source_name``
-    names the other framework ("detectron2", "MMDetection")."""
+    names the other framework ("detectron2", "MMDetection"); ``origin`` (our key -> the file's): the
+    missing keys are said as the file would spell them (``missing_file_keys``)."""
     out = []
     for name, items in ((f"unmapped {source_name} keys", unmapped),
-                        ("keys our model needs but the file lacks", missing),
+                        ("keys our model needs but the file lacks", missing_file_keys(missing, origin or {})),
                         ("converted keys our model does not have", unexpected), ("shape mismatches", shapes)):
         if items:
             out.append(f"{len(items)} {name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}")
@@ -88,6 +89,26 @@ def file_keys(keys, origin: dict) -> list:
         theirs = origin.get(k)
         out.append(f"{k} (our name)" if theirs is None else theirs if theirs == k
                    else f"{theirs} (ours: {k})")
+    return out
+
+
+def missing_file_keys(missing, origin: dict) -> list:
+    """Our ``missing`` keys as the file would spell them, for "keys our model needs but the file lacks":
+    "the file's key (ours: our key)", found from a sibling the file has (``origin``: our key -> the file's;
+    our "roi_heads.box_head.fcs.0.weight" is the file's "roi_heads.box_head.fc6.weight" when its
+    "fc6.bias" gave our "fcs.0.bias"); "our key (our name)" when the file has nothing of that layer. A
+    user looks in the file for its own key, which our name is not."""
+    modules = {}
+    for ours, theirs in origin.items():
+        head, _, leaf = ours.rpartition(".")
+        if head and theirs.endswith("." + leaf):
+            modules.setdefault(head, theirs[: -len(leaf) - 1])
+    out = []
+    for k in missing:
+        head, _, leaf = k.rpartition(".")
+        theirs = modules.get(head)
+        out.append(f"{k} (our name)" if theirs is None else k if theirs == head
+                   else f"{theirs}.{leaf} (ours: {k})")
     return out
 
 

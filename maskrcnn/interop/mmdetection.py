@@ -578,7 +578,8 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
     entry, held_prefix = where_keys(obj, sd, ("state_dict",))
     origin = {new: held_prefix + key for key in sd if (new := _map_key(key)) is not None}
     shapes = shape_mismatches(ours, model_sd, origin)  # (the file's key and ours, each shape said)
-    problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="MMDetection")
+    problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="MMDetection",
+                                   origin=origin)
     if problems:
         raise ConversionError(f"{source} (mmdetection {layout} layout): "
                               + "; ".join(p.replace("detectron2", "mmdetection") for p in problems))

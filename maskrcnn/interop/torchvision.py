@@ -44,6 +44,7 @@ import torch
 from maskrcnn.class_names import BACKGROUND_NAMES
 from maskrcnn.interop.key_rules import (
     compile_rules,
+    conversion_problems,
     drop_frozen_counters,
     first_rule,
     rename_key,
@@ -680,12 +681,8 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
     report = {"layout": layout, "unmapped": unmapped, "missing": missing, "unexpected": unexpected,
               "shape_mismatch": shapes, "num_tensors": len(ours), "origin": origin, "entry": entry,
               "counters_dropped": counters}
-    problems = []
-    for name, items in (("unmapped torchvision keys", unmapped), ("keys our model needs but the file lacks",
-                        missing), ("converted keys our model does not have", unexpected),
-                        ("shape mismatches", shapes)):
-        if items:
-            problems.append(f"{len(items)} {name}: {', '.join(items[:8])}{' ...' if len(items) > 8 else ''}")
+    problems = conversion_problems(unmapped, missing, unexpected, shapes, source_name="torchvision",
+                                   origin=origin)
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
     ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}

@@ -134,9 +134,14 @@ def test_a_value_set_explicitly_wins_over_one_the_weights_only_suggest(tmp_path)
     implied = {"model.frozen_bn_eps": 0.0, "model.backbone": "resnet50", "model.pixel_std": (1 / 255,) * 3}
     explicit = _explicit_keys(implied, {"model.frozen_bn_eps": 1e-5, "model.backbone": "resnet101"}, None)
     assert explicit == {"model.frozen_bn_eps": "--set", "model.backbone": "--set"}
+    # an architecture key set explicitly against the weights is refused: their tensors fit no other
+    with pytest.raises(InitError, match=r"^--set model\.backbone=resnet101 but the --init weights are a "
+                                        r"resnet50 model"):
+        follow_weights_keeping(cfg, implied, explicit)
+    explicit.pop("model.backbone")  # not set explicitly: forced, the tensors' shapes say so
     followed, changes, kept = follow_weights_keeping(cfg, implied, explicit)
     assert followed.model.frozen_bn_eps == 1e-5  # kept: the file cannot tell
-    assert followed.model.backbone == "resnet50"  # forced: the tensors' shapes say so
+    assert followed.model.backbone == "resnet50"
     assert set(changes) == {"model.backbone", "model.pixel_std"}
     assert kept == {"model.frozen_bn_eps": {"value": 1e-5, "by": "--set", "weights": 0.0}}
     report = {"source": {"spec": "w.pth"}, "config_kept": kept, "loaded": [], "reinitialised": [],

@@ -156,7 +156,7 @@ def _torchvision_resnet50():
     return recipe_state_dict(entries + [("fc.weight", (1000, 2048)), ("fc.bias", (1000,))])
 
 
-def test_imagenet_resnet50_starts_the_backbone(three_classes, tmp_path):
+def test_imagenet_resnet50_starts_the_backbone(three_classes, tmp_path, capsys):
     root, data = three_classes
     sd = _torchvision_resnet50()
     # torchvision.models.resnet50().state_dict() holds a batch counter beside each BN's statistics: a
@@ -165,7 +165,11 @@ def test_imagenet_resnet50_starts_the_backbone(three_classes, tmp_path):
     sd.update({k: torch.tensor(0) for k in counters})
     path = tmp_path / "resnet50-imagenet.pth"
     torch.save(sd, path)
-    report, saved = _run(root, data, path, "model.backbone=resnet18")  # the weights decide the backbone
+    # a backbone asked for explicitly that the weights contradict is refused: their tensors fit no other
+    with pytest.raises(AssertionError):
+        _run(root, data, path, "model.backbone=resnet18")
+    assert "--set model.backbone=resnet18 but the --init weights" in capsys.readouterr().err
+    report, saved = _run(root, data, path, "model.fpn_dim=256")  # the preset's resnet50: the weights'
     assert len(report["counters_ignored"]) == len(counters) == 53
     got = saved["model"]
     assert torch.equal(got["backbone.stem.conv1.conv.weight"], sd["conv1.weight"])
@@ -178,7 +182,7 @@ def test_imagenet_resnet50_starts_the_backbone(three_classes, tmp_path):
     assert sorted(report["reinitialised"]) == sorted(heads)
     assert sorted(report["loaded"]) == sorted(k for k in got if k.startswith("backbone."))
     assert report["copied_classes"] == {} and report["fresh_classes"] == ["person", "car", "widget"]
-    assert report["config_changes"]["model.backbone"] == {"from": "resnet18", "to": "resnet50"}
+    assert "model.backbone" not in report["config_changes"]
     assert saved["config"]["model"]["pixel_std"] == pytest.approx([0.229, 0.224, 0.225])
 
 

@@ -86,7 +86,8 @@ def test_init_refuses_weights_without_tensors_and_a_tiny_share_loaded():
         plan_init(model, {}, source="x.pth")
     with pytest.raises(InitError, match=r"no tensors to load but batch counters \(num_batches_tracked\)"):
         plan_init(model, dict(counter), source="x.pth")
-    unplaced = {f"net.w{i}": torch.ones(1) for i in range(50)}
+    # a part the model lacks (a key of no part we know would be refused as another architecture's)
+    unplaced = {f"roi_heads.keypoint_head.w{i}": torch.ones(1) for i in range(50)}
     # 2 of 100 loaded, 50 of the file's tensors placed nowhere: refused
     source = {"p0.w": torch.ones(1), "p1.w": torch.ones(1), **unplaced}
     with pytest.raises(InitError, match=r"^x\.pth: only 2 of the model's 100 tensors found"):
