@@ -26,7 +26,8 @@ The procedure, per image:
    averaging, not the box merging, is what makes TTA masks better than any single scale's.
 
 5. Keypoints (keypoint models), in the same second pass: the keypoint head on the merged boxes in every
-   augmentation, each flipped augmentation's J x Hk x Hk heatmap logits mirrored back AND its channels
+   augmentation (a mirrored one's boxes one original pixel left, ``keypoint_boxes``: keypoints are
+   pixel indices), each flipped augmentation's J x Hk x Hk heatmap logits mirrored back AND its channels
    permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the left eye
    in a mirrored image is the original's right eye), the logits averaged (``average_keypoint_heatmaps``,
    a running sum: all augmentations' heatmaps at once would be A x 21 MB for 100 people), then decoded
@@ -56,7 +57,8 @@ from maskrcnn.ops.boxes import flip_boxes
 
 __all__ = [
     "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
-    "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
+    "boxes_to_original", "boxes_to_augmentation", "keypoint_boxes", "merge_detections",
+    "average_mask_probs",
     "flip_keypoint_heatmaps", "average_keypoint_heatmaps", "keypoint_frame",
     "keypoints_to_original", "enlargement_note", "shrink_note",
 ]
@@ -161,6 +163,20 @@ def boxes_to_augmentation(boxes: torch.Tensor, original_hw, aug_hw, flipped: boo
     """The inverse of ``boxes_to_original``: (D, 4) original boxes -> (D, 4) in the augmentation's input."""
     boxes = boxes * box_scale(original_hw, aug_hw, boxes)
     return flip_boxes(boxes, int(aug_hw[1])) if flipped else boxes
+
+
+def keypoint_boxes(boxes: torch.Tensor, original_hw, aug_hw, flipped: bool) -> torch.Tensor:
+    """(D, 4) boxes in an augmentation's input (``boxes_to_augmentation``'s) -> those its keypoint
+    heatmaps are computed on. Keypoint labels are pixel indices (read without +0.5, torchvision's
+    convention), one original pixel being ``w / W`` input pixels wide, so the model places an index-i point
+    of a mirrored input at w - (i + 1) * w / W, not at the continuous mirror w - i * w / W: a mirrored
+    augmentation's boxes shifted left by that one pixel make the heatmap's reversed columns land on the
+    unmirrored index (without it the flipped passes pulled every keypoint one original pixel right).
+    Unflipped boxes are unchanged."""
+    if not flipped:
+        return boxes
+    step = float(aug_hw[1]) / float(original_hw[1])
+    return boxes - boxes.new_tensor([step, 0.0, step, 0.0])
 
 
 def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, *, nms_thresh: float,
