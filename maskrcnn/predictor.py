@@ -997,6 +997,7 @@ class Predictor:
         original_hw = tuple(image.shape[-2:])
         count = det["boxes"].shape[0]
         frame = tta.keypoint_frame(augs)  # the augmentation keypoints are decoded in
+        mirrored = any(aug.flip for aug in augs)  # keypoint boxes on the pixel-index grid (keypoint_boxes)
         probs = []  # per augmentation, in order: (D, 1, M, M)
         heat_sum, frame_boxes, frame_hw = None, None, None  # (D, J, Hk, Hk) running sum; (D, 4); (h, w)
         for ids, inputs in self._tta_forwards(image, augs):
@@ -1008,9 +1009,9 @@ class Predictor:
                 mapped = tta.boxes_to_augmentation(det["boxes"], original_hw, hw, augs[a].flip)
                 # a box the model drew in this augmentation is used as drawn (no round trip)
                 in_aug.append(torch.where((source == a)[:, None], own, mapped))
-                kp_boxes.append(tta.keypoint_boxes(in_aug[-1], original_hw, hw, augs[a].flip))
+                kp_boxes.append(tta.keypoint_boxes(in_aug[-1], original_hw, hw, mirrored))
                 if a == frame:
-                    frame_boxes, frame_hw = in_aug[-1], hw
+                    frame_boxes, frame_hw = kp_boxes[-1], hw
             if heads.mask_head is not None:
                 with self._low_precision():
                     group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))

@@ -1079,8 +1079,10 @@ class CocoDataset(torch.utils.data.Dataset):
         held = self.keypoint_counts_text()
         first = anns[0]["id"]
         n = len(anns)
-        what = f"{n} annotation{'s' if n > 1 else ''} (the first id {first}) hold{'s' if n == 1 else ''}"
-        kept = "their boxes and masks kept, their keypoints read as unlabelled"
+        what = (f"{n} annotations (the first id {first}) hold" if n > 1
+                else f"1 annotation (id {first}) holds")
+        kept = ("their boxes and masks kept, their keypoints read as unlabelled" if n > 1
+                else "its box and mask kept, its keypoints read as unlabelled")
         if self.keypoint_names:
             return (f"{self.json_path}: {what} {held}, not the {self.num_keypoints} the categories name: "
                     f"{kept}")

@@ -26,9 +26,9 @@ The procedure, per image:
    averaging, not the box merging, is what makes TTA masks better than any single scale's.
 
 5. Keypoints (keypoint models), in the same second pass: the keypoint head on the merged boxes in every
-   augmentation (a mirrored one's boxes one original pixel left, ``keypoint_boxes``: keypoints are
-   pixel indices), each flipped augmentation's J x Hk x Hk heatmap logits mirrored back AND its channels
-   permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the left eye
+   augmentation (with mirrored passes every box half an original pixel left, ``keypoint_boxes``:
+   keypoints are pixel indices), each flipped augmentation's J x Hk x Hk heatmap logits mirrored back
+   AND its channels permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the left eye
    in a mirrored image is the original's right eye), the logits averaged (``average_keypoint_heatmaps``,
    a running sum: all augmentations' heatmaps at once would be A x 21 MB for 100 people), then decoded
    once (``heatmaps_to_keypoints``, the model's own keypoint score) against the merged boxes in one
@@ -165,18 +165,21 @@ def boxes_to_augmentation(boxes: torch.Tensor, original_hw, aug_hw, flipped: boo
     return flip_boxes(boxes, int(aug_hw[1])) if flipped else boxes
 
 
-def keypoint_boxes(boxes: torch.Tensor, original_hw, aug_hw, flipped: bool) -> torch.Tensor:
+def keypoint_boxes(boxes: torch.Tensor, original_hw, aug_hw, mirrored_passes: bool) -> torch.Tensor:
     """(D, 4) boxes in an augmentation's input (``boxes_to_augmentation``'s) -> those its keypoint
-    heatmaps are computed on. Keypoint labels are pixel indices (read without +0.5, torchvision's
-    convention), one original pixel being ``w / W`` input pixels wide, so the model places an index-i point
-    of a mirrored input at w - (i + 1) * w / W, not at the continuous mirror w - i * w / W: a mirrored
-    augmentation's boxes shifted left by that one pixel make the heatmap's reversed columns land on the
-    unmirrored index (without it the flipped passes pulled every keypoint one original pixel right).
-    Unflipped boxes are unchanged."""
-    if not flipped:
+    heatmaps are computed on, and (the frame's) decoded against. Keypoint labels are pixel indices (read
+    without +0.5, torchvision's convention), so the model places a point half an original pixel (s / 2
+    input pixels, s = w / W) left of its continuous position, in an input and in its mirror alike: the
+    continuous mirror of a mirrored pass's heatmap lands s right of the unmirrored pass's (their average
+    is the continuous position, half a pixel right of the labels' convention). With mirrored passes
+    every pass's boxes, mirrored or not, are shifted left by s / 2: both then land on the index
+    position, and an image and its mirror still get index-mirrored keypoints (W - 1 - x), as each one's
+    mirrored pass is the other's unmirrored one. Without mirrored passes the boxes are unchanged (one
+    scale at the model's size is plain prediction bit for bit)."""
+    if not mirrored_passes:
         return boxes
-    step = float(aug_hw[1]) / float(original_hw[1])
-    return boxes - boxes.new_tensor([step, 0.0, step, 0.0])
+    half = 0.5 * float(aug_hw[1]) / float(original_hw[1])
+    return boxes - boxes.new_tensor([half, 0.0, half, 0.0])
 
 
 def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, *, nms_thresh: float,

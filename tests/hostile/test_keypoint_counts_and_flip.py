@@ -99,18 +99,19 @@ def test_a_text_mode_file_is_a_type_error_before_reading(tmp_path):
 
 
 @pytest.mark.parametrize("aug_w", [160, 240])
-def test_flipped_tta_keypoint_boxes_unmirror_to_the_same_pixel_index(aug_w):
-    """A point at pixel index 40 of a 160-wide image, which the model places at index 40 * s in the
-    unflipped input of scale s = w / 160 and at w - 41 * s in the mirrored one: the mirrored heatmap's
-    columns, reversed, land on 40 * s (the continuous mirror alone gave 41 * s, a pixel off)."""
+def test_tta_keypoint_boxes_bring_both_passes_to_the_same_pixel_index(aug_w):
+    """A point on pixel index 40 (centre 40.5) of a 160-wide image, which a model trained on index labels
+    places at 40 * s in an input of scale s = w / 160 and at w - 41 * s in its mirror: decoded, both
+    passes give 40 * s; the continuous mirror alone gave the mirrored pass 41 * s, a pixel off."""
     from maskrcnn.engine import tta
 
     s = aug_w / 160
-    box = torch.tensor([[30.0, 0.0, 50.0, 4.0]])  # original pixels
-    unflipped = tta.boxes_to_augmentation(box, (120, 160), (90 * s, aug_w), False)
-    mirrored = tta.boxes_to_augmentation(box, (120, 160), (90 * s, aug_w), True)
-    kp_box = tta.keypoint_boxes(mirrored, (120, 160), (90 * s, aug_w), True)
-    predicted = aug_w - 41 * s  # in the mirrored input
-    from_right = float(kp_box[0, 2]) - predicted  # reversed columns: the right edge becomes the left
-    assert float(unflipped[0, 0]) + from_right == pytest.approx(40 * s)
-    assert tta.keypoint_boxes(unflipped, (120, 160), (90 * s, aug_w), False) is unflipped
+    box, hw, aug = torch.tensor([[30.0, 0.0, 50.0, 4.0]]), (120, 160), (90 * s, aug_w)
+    frame = tta.keypoint_boxes(tta.boxes_to_augmentation(box, hw, aug, False), hw, aug, True)
+    mirrored = tta.keypoint_boxes(tta.boxes_to_augmentation(box, hw, aug, True), hw, aug, True)
+    # the unmirrored pass: offset from its box's left edge, decoded against the same (frame) box
+    assert float(frame[0, 0]) + (40 * s - float(frame[0, 0])) == pytest.approx(40 * s)
+    # the mirrored pass: offset from its box's right edge (columns reversed), decoded against the frame box
+    assert float(frame[0, 0]) + (float(mirrored[0, 2]) - (aug_w - 41 * s)) == pytest.approx(40 * s)
+    plain = tta.boxes_to_augmentation(box, hw, aug, False)
+    assert tta.keypoint_boxes(plain, hw, aug, False) is plain  # no mirrored pass: plain prediction
