@@ -28,8 +28,8 @@ The procedure, per image:
 5. Keypoints (keypoint models), in the same second pass: the keypoint head on the merged boxes in every
    augmentation (with mirrored passes every box half an original pixel left, ``keypoint_boxes``:
    keypoints are pixel indices), each flipped augmentation's J x Hk x Hk heatmap logits mirrored back
-   AND its channels permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the left eye
-   in a mirrored image is the original's right eye), the logits averaged (``average_keypoint_heatmaps``,
+   AND its channels permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model
+   calls the left eye in a mirrored image is the original's right eye), the logits averaged (``average_keypoint_heatmaps``,
    a running sum: all augmentations' heatmaps at once would be A x 21 MB for 100 people), then decoded
    once (``heatmaps_to_keypoints``, the model's own keypoint score) against the merged boxes in one
    augmentation's pixels, ``keypoint_frame``: the largest unflipped scale, whose pixel grid is the
