@@ -26,17 +26,17 @@ The procedure, per image:
    averaging, not the box merging, is what makes TTA masks better than any single scale's.
 
 5. Keypoints (keypoint models), in the same second pass: the keypoint head on the merged boxes in every
-   augmentation (with mirrored passes every box half an original pixel left, ``keypoint_boxes``:
-   keypoints are pixel indices), each flipped augmentation's J x Hk x Hk heatmap logits mirrored back
-   AND its channels permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model
-   calls the left eye in a mirrored image is the original's right eye), the logits averaged (``average_keypoint_heatmaps``,
-   a running sum: all augmentations' heatmaps at once would be A x 21 MB for 100 people), then decoded
-   once (``heatmaps_to_keypoints``, the model's own keypoint score) against the merged boxes in one
-   augmentation's pixels, ``keypoint_frame``: the largest unflipped scale, whose pixel grid is the
-   finest for the arg-max, and with one augmentation that augmentation, so that one scale at the model's
-   own size without flips gives plain prediction's keypoints bit for bit. The flip map is the one
-   training flips use (``data.keypoints.keypoint_flip_map``: ``data.keypoint_flip_map`` when set, else
-   from ``data.keypoint_names``, COCO's for 17 unnamed keypoints, no swap for other unnamed sets, as
+   augmentation (with mirrored passes every box half an original pixel left, ``keypoint_boxes``: keypoints
+   are pixel indices), each flipped augmentation's J x Hk x Hk heatmap logits mirrored back AND its
+   channels permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the
+   left eye in a mirrored image is the original's right eye), the logits averaged
+   (``average_keypoint_heatmaps``, a running sum: all augmentations' heatmaps at once would be A x 21 MB
+   for 100 people), then decoded once (``heatmaps_to_keypoints``, the model's own keypoint score) against
+   the merged boxes in one augmentation's pixels, ``keypoint_frame``: the largest unflipped scale, whose
+   pixel grid is the finest for the arg-max, and with one augmentation that augmentation, so that one scale
+   at the model's own size without flips gives plain prediction's keypoints bit for bit. The flip map is
+   the one training flips use (``data.keypoints.keypoint_flip_map``: ``data.keypoint_flip_map`` when set,
+   else from ``data.keypoint_names``, COCO's for 17 unnamed keypoints, no swap for other unnamed sets, as
    training did).
 
 An image without merged detections skips steps 4 and 5 (the second pass over every augmentation). A
