@@ -997,25 +997,28 @@ class Predictor:
         original_hw = tuple(image.shape[-2:])
         count = det["boxes"].shape[0]
         frame = tta.keypoint_frame(augs)  # the augmentation keypoints are decoded in
+        mirrored = any(aug.flip for aug in augs)  # keypoint boxes on the pixel-index grid (keypoint_boxes)
         probs = []  # per augmentation, in order: (D, 1, M, M)
         heat_sum, frame_boxes, frame_hw = None, None, None  # (D, J, Hk, Hk) running sum; (D, 4); (h, w)
         for ids, inputs in self._tta_forwards(image, augs):
             feats, _, _ = self._features(inputs)
             in_aug = []  # per input (D, 4) the merged boxes in its coordinates
+            kp_boxes = []  # per input (D, 4) those the keypoint head reads (pixel-index mirror)
             for a, r in zip(ids, inputs):
                 hw = tuple(r.shape[-2:])
                 mapped = tta.boxes_to_augmentation(det["boxes"], original_hw, hw, augs[a].flip)
                 # a box the model drew in this augmentation is used as drawn (no round trip)
                 in_aug.append(torch.where((source == a)[:, None], own, mapped))
+                kp_boxes.append(tta.keypoint_boxes(in_aug[-1], original_hw, hw, mirrored))
                 if a == frame:
-                    frame_boxes, frame_hw = in_aug[-1], hw
+                    frame_boxes, frame_hw = kp_boxes[-1], hw
             if heads.mask_head is not None:
                 with self._low_precision():
                     group_probs = heads.mask_probs(feats, in_aug, det["labels"].repeat(len(ids)))
                 probs.extend(group_probs.split(count))  # (len(ids) * D, ...) -> per input
             if heads.keypoint_head is not None:
                 with self._low_precision():
-                    maps = heads.keypoint_heatmaps(feats, in_aug).float()  # (len(ids) * D, J, Hk, Hk)
+                    maps = heads.keypoint_heatmaps(feats, kp_boxes).float()  # (len(ids) * D, J, Hk, Hk)
                 for a, m in zip(ids, maps.split(count)):  # mirrored ones flipped back, left <-> right swapped
                     m = tta.flip_keypoint_heatmaps(m, self._tta_flip_map) if augs[a].flip else m
                     heat_sum = m if heat_sum is None else heat_sum + m
@@ -1179,15 +1182,27 @@ def load_image(item: ImageLike, where: str, *, channels: str = "RGB") -> torch.T
         return decode_image_bytes(bytes(item), name=f"{where} (bytes, read as an encoded image file; give "
                                   "a path as str or Path)")
     if _is_file_object(item):  # open(path, "rb"), io.BytesIO, a web framework's upload
-        data = item.read()
+        # a text-mode file is told before reading: its read() decodes the image's bytes as text (a raw
+        # UnicodeDecodeError) and moves the caller's file position
+        data = None if _is_text_mode(item) else item.read()
         if not isinstance(data, (bytes, bytearray)):
-            raise TypeError(f"{where}: a file object opened in text mode gives {type(data).__name__}, not an "
+            got = "str" if data is None else type(data).__name__
+            raise TypeError(f"{where}: a file object opened in text mode gives {got}, not an "
                             "image's bytes; open it with mode 'rb'")
         from maskrcnn.data.images import decode_image_bytes
 
         return decode_image_bytes(bytes(data), name=f"{where} ({type(item).__name__}, read from its position "
                                   "as an encoded image file)")
     return _as_float_image(item, where, channels)
+
+
+def _is_text_mode(item) -> bool:
+    """A stream that reads str: ``io.TextIOBase`` (open(path), io.StringIO) or one whose ``mode`` lacks
+    'b'."""
+    import io
+
+    mode = getattr(item, "mode", "b")
+    return isinstance(item, io.TextIOBase) or (isinstance(mode, str) and "b" not in mode)
 
 
 def _is_file_object(item) -> bool:

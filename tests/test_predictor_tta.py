@@ -96,12 +96,12 @@ def test_a_mirrored_image_gives_mirrored_keypoints_with_left_and_right_swapped(t
     # (symmetric only when both passes count: one pass alone would not give the mirror's keypoints)
     assert det["keypoints"].shape[0] > 0 and torch.equal(det["labels"], mirrored["labels"])
     back = mirrored["keypoints"][:, FLIP].clone()  # the mirror's left eye is the image's right eye
-    back[..., 0] = 48 - back[..., 0]
+    back[..., 0] = 47 - back[..., 0]  # keypoints are pixel indices: index x mirrors to W - 1 - x
     assert torch.allclose(det["keypoints"], back, atol=1e-3)
     assert torch.allclose(det["keypoint_scores"], mirrored["keypoint_scores"][:, FLIP], atol=1e-4)
     # without the swap the eyes and ears would not come back: the test sees the swap
     unswapped = mirrored["keypoints"].clone()
-    unswapped[..., 0] = 48 - unswapped[..., 0]
+    unswapped[..., 0] = 47 - unswapped[..., 0]
     assert not torch.allclose(det["keypoints"], unswapped, atol=1e-3)
 
 

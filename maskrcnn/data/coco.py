@@ -1052,26 +1052,48 @@ class CocoDataset(torch.utils.data.Dataset):
         ann["_extent"] = extent
         if self.keypoints and ann.get("keypoints"):  # null or []: none labelled (as a missing field)
             kp = ann["keypoints"]
-            if (
-                not isinstance(kp, list)
-                or len(kp) != 3 * self.num_keypoints
-                # true / false are no coordinates (the evaluation refused them, naming no file)
-                or not all(is_finite_number(v) for v in kp)
-            ):
-                return "bad_keypoints", self._keypoints_length_text(kp)
+            # true / false are no coordinates (the evaluation refused them, naming no file)
+            if not isinstance(kp, list) or not all(is_finite_number(v) for v in kp):
+                return "bad_keypoints", f"keypoints must be {3 * self.num_keypoints} finite numbers"
+            if len(kp) != 3 * self.num_keypoints:
+                # another count (another set, or no names: COCO's 17 assumed): the box and mask are good,
+                # so the object stays (else it trained as background) with its keypoints unlabelled, as a
+                # person drawn without keypoints; counted and said in one line (``_other_count_note``)
+                ann["_other_count"] = len(kp)
+                ann["keypoints"] = None
+                if "num_keypoints" in ann:
+                    ann["num_keypoints"] = 0
+                return None
             kp = self._visibility_read(kp, ann)
             ann["keypoints"] = self._keypoints_inside(kp, ann, float(img["width"]), float(img["height"]))
         return None
 
-    def _keypoints_length_text(self, kp) -> str:
-        """Why ``kp`` (a bad keypoints field) is refused: without a category's 'keypoints' names the set
-        is COCO's 17 by assumption, which a file of another set meets as "must be 51 numbers" unexplained."""
-        text = f"keypoints must be {3 * self.num_keypoints} finite numbers"
-        if self.keypoint_names or not isinstance(kp, list) or len(kp) in (0, 3 * self.num_keypoints) \
-                or len(kp) % 3:
-            return text
-        return (f"{text}: it holds {len(kp) // 3} keypoints ({len(kp)} numbers), and no category lists "
-                f"keypoint names, so COCO's 17 were assumed; name yours in the category's 'keypoints' list")
+    def _other_count_note(self) -> str:
+        """One line for the kept annotations whose keypoints were of another count ("" when none): without
+        a category's 'keypoints' names the set is COCO's 17 by assumption, which a file of another set
+        met as one "must be 51 numbers" per annotation, then "no annotation holds any"."""
+        anns = [a for anns in self._anns.values() for a in anns if "_other_count" in a]
+        if not anns:
+            return ""
+        self.keypoints_of_other_count = Counter(a["_other_count"] for a in anns)
+        held = self.keypoint_counts_text()
+        first = anns[0]["id"]
+        n = len(anns)
+        what = (f"{n} annotations (the first id {first}) hold" if n > 1
+                else f"1 annotation (id {first}) holds")
+        kept = ("their boxes and masks kept, their keypoints read as unlabelled" if n > 1
+                else "its box and mask kept, its keypoints read as unlabelled")
+        if self.keypoint_names:
+            return (f"{self.json_path}: {what} {held}, not the {self.num_keypoints} the categories name: "
+                    f"{kept}")
+        return (f"{self.json_path}: {what} {held} but no category names them (COCO's 17 were assumed): "
+                f"name them in the category's 'keypoints' list (and 'skeleton'); {kept}")
+
+    def keypoint_counts_text(self) -> str:
+        """The counts of ``keypoints_of_other_count`` in words: "5 keypoints (15 numbers)", several
+        joined with "or"."""
+        return " or ".join(f"{n // 3} keypoints ({n} numbers)" if n % 3 == 0 else f"{n} numbers"
+                           for n, _ in self.keypoints_of_other_count.most_common())
 
     def _check_past_border(self) -> None:
         """Annotations reaching past their image's border by more than rounding (``_PAST_BORDER`` px) are
@@ -1280,6 +1302,11 @@ class CocoDataset(torch.utils.data.Dataset):
         self.defines_keypoints = bool(self.keypoint_names) or any(
             a.get("keypoints") for anns in self._anns.values() for a in anns)
         self.keypoints_outside_image = len(self._far_keypoints)
+        # {list length: annotations} of keypoint lists of another count, kept without them
+        self.keypoints_of_other_count: Counter = Counter()
+        other_count = self._other_count_note()
+        if other_count:
+            self._notes.append(other_count)
         if self._far_keypoints:
             self._notes.append(
                 f"{self.json_path}: {len(self._far_keypoints)} labelled keypoints lie more than "

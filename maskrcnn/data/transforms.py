@@ -175,7 +175,14 @@ def flip_target(target: dict, width: int, keypoint_flip_map: Optional[Sequence[i
         out["masks"] = out["masks"].flip(-1)
     if "keypoints" in out:
         kp = out["keypoints"].clone()  # (M, K, 3)
-        kp[..., 0] = width - kp[..., 0]
+        # Keypoints are COCO pixel indices, read as written (no +0.5 at load, torchvision's convention,
+        # which the reference parity depends on): index x of a W-wide image is index W - 1 - x once
+        # mirrored. Boxes and masks are continuous (edges), mirrored as W - x; W - x on an index put every
+        # flipped sample's keypoints 1 px right of the unflipped ones. (detectron2 reaches the same by
+        # adding 0.5 at load and mirroring W - x.) After a resize by r the index grid is r px wide, so
+        # the exact mirror is W - r - x; W - 1 - x leaves (r - 1) px there, a third of W - x's r px at
+        # r = 1.5, and is exact at the size the labels were drawn at.
+        kp[..., 0] = (width - 1) - kp[..., 0]
         if keypoint_flip_map is not None:
             if len(keypoint_flip_map) != kp.shape[1]:
                 raise ValueError(

@@ -279,8 +279,9 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             problems.append(f"annotation id {ann.get('id')!r} {problem}{where}")
     if problems:
         raise ValueError(
-            f"{source}: {len(problems)} problems in the ground truth, which must be right to score "
-            f"against: " + "; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else "")
+            f"{source}: {len(problems)} problem{'' if len(problems) == 1 else 's'} in the ground truth, "
+            f"which must be right to score against: " + "; ".join(problems[:10])
+            + ("; ..." if len(problems) > 10 else "")
         )
     data = copy.copy(data)
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]

@@ -427,6 +427,11 @@ def keypoint_config_refusal(cfg, train_set, config_named=None, config_said=None)
     if not cfg.model.roi_heads.keypoint_on or train_set.defines_keypoints:  # (unnamed: read as COCO's 17)
         return ""
     config = config_phrase(config_named, config_said)
+    if getattr(train_set, "keypoints_of_other_count", None):  # all of another count than COCO's 17
+        return (f"{train_set.json_path}: its annotations' keypoints hold {train_set.keypoint_counts_text()} "
+                f"but no category names them (COCO's 17 were assumed), and {config} trains keypoints "
+                "(model.roi_heads.keypoint_on): name them in the category's 'keypoints' list (and "
+                "'skeleton')")
     return (f"{train_set.json_path}: no category defines keypoints (a 'keypoints' list of names) and no "
             f"annotation holds any, but {config} trains keypoints (model.roi_heads.keypoint_on); train "
             "boxes and masks with a mask config (--config r50_fpn), or --set "

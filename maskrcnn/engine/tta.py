@@ -26,16 +26,17 @@ The procedure, per image:
    averaging, not the box merging, is what makes TTA masks better than any single scale's.
 
 5. Keypoints (keypoint models), in the same second pass: the keypoint head on the merged boxes in every
-   augmentation, each flipped augmentation's J x Hk x Hk heatmap logits mirrored back AND its channels
-   permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the left eye
-   in a mirrored image is the original's right eye), the logits averaged (``average_keypoint_heatmaps``,
-   a running sum: all augmentations' heatmaps at once would be A x 21 MB for 100 people), then decoded
-   once (``heatmaps_to_keypoints``, the model's own keypoint score) against the merged boxes in one
-   augmentation's pixels, ``keypoint_frame``: the largest unflipped scale, whose pixel grid is the
-   finest for the arg-max, and with one augmentation that augmentation, so that one scale at the model's
-   own size without flips gives plain prediction's keypoints bit for bit. The flip map is the one
-   training flips use (``data.keypoints.keypoint_flip_map``: ``data.keypoint_flip_map`` when set, else
-   from ``data.keypoint_names``, COCO's for 17 unnamed keypoints, no swap for other unnamed sets, as
+   augmentation (with mirrored passes every box half an original pixel left, ``keypoint_boxes``: keypoints
+   are pixel indices), each flipped augmentation's J x Hk x Hk heatmap logits mirrored back AND its
+   channels permuted by the keypoint set's flip map (``flip_keypoint_heatmaps``: what the model calls the
+   left eye in a mirrored image is the original's right eye), the logits averaged
+   (``average_keypoint_heatmaps``, a running sum: all augmentations' heatmaps at once would be A x 21 MB
+   for 100 people), then decoded once (``heatmaps_to_keypoints``, the model's own keypoint score) against
+   the merged boxes in one augmentation's pixels, ``keypoint_frame``: the largest unflipped scale, whose
+   pixel grid is the finest for the arg-max, and with one augmentation that augmentation, so that one scale
+   at the model's own size without flips gives plain prediction's keypoints bit for bit. The flip map is
+   the one training flips use (``data.keypoints.keypoint_flip_map``: ``data.keypoint_flip_map`` when set,
+   else from ``data.keypoint_names``, COCO's for 17 unnamed keypoints, no swap for other unnamed sets, as
    training did).
 
 An image without merged detections skips steps 4 and 5 (the second pass over every augmentation). A
@@ -56,7 +57,8 @@ from maskrcnn.ops.boxes import flip_boxes
 
 __all__ = [
     "TTAOptions", "Augmentation", "as_tta_options", "augmentations", "flip_boxes", "flip_mask_probs",
-    "boxes_to_original", "boxes_to_augmentation", "merge_detections", "average_mask_probs",
+    "boxes_to_original", "boxes_to_augmentation", "keypoint_boxes", "merge_detections",
+    "average_mask_probs",
     "flip_keypoint_heatmaps", "average_keypoint_heatmaps", "keypoint_frame",
     "keypoints_to_original", "enlargement_note", "shrink_note",
 ]
@@ -161,6 +163,23 @@ def boxes_to_augmentation(boxes: torch.Tensor, original_hw, aug_hw, flipped: boo
     """The inverse of ``boxes_to_original``: (D, 4) original boxes -> (D, 4) in the augmentation's input."""
     boxes = boxes * box_scale(original_hw, aug_hw, boxes)
     return flip_boxes(boxes, int(aug_hw[1])) if flipped else boxes
+
+
+def keypoint_boxes(boxes: torch.Tensor, original_hw, aug_hw, mirrored_passes: bool) -> torch.Tensor:
+    """(D, 4) boxes in an augmentation's input (``boxes_to_augmentation``'s) -> those its keypoint
+    heatmaps are computed on, and (the frame's) decoded against. Keypoint labels are pixel indices (read
+    without +0.5, torchvision's convention), so the model places a point half an original pixel (s / 2
+    input pixels, s = w / W) left of its continuous position, in an input and in its mirror alike: the
+    continuous mirror of a mirrored pass's heatmap lands s right of the unmirrored pass's (their average
+    is the continuous position, half a pixel right of the labels' convention). With mirrored passes
+    every pass's boxes, mirrored or not, are shifted left by s / 2: both then land on the index
+    position, and an image and its mirror still get index-mirrored keypoints (W - 1 - x), as each one's
+    mirrored pass is the other's unmirrored one. Without mirrored passes the boxes are unchanged (one
+    scale at the model's size is plain prediction bit for bit)."""
+    if not mirrored_passes:
+        return boxes
+    half = 0.5 * float(aug_hw[1]) / float(original_hw[1])
+    return boxes - boxes.new_tensor([half, 0.0, half, 0.0])
 
 
 def merge_detections(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, *, nms_thresh: float,

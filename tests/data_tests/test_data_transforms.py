@@ -90,8 +90,9 @@ def test_flip_mirrors_everything_and_swaps_left_right():
     assert torch.equal(out, img.flip(-1))
     assert t["boxes"][0].tolist() == [35.0, 10.0, 55.0, 20.0]
     assert torch.equal(t["masks"], _target()["masks"].flip(-1))
-    assert t["keypoints"][0, 2].tolist() == [50.0, 12.0, 2.0]  # old left eye, now the right eye
-    assert t["keypoints"][0, 1].tolist() == [40.0, 12.0, 1.0]
+    # keypoints are pixel indices: index x mirrors to W - 1 - x (boxes, continuous, to W - x)
+    assert t["keypoints"][0, 2].tolist() == [49.0, 12.0, 2.0]  # old left eye, now the right eye
+    assert t["keypoints"][0, 1].tolist() == [39.0, 12.0, 1.0]
     assert t["keypoints"][0, 0].tolist() == [0.0, 0.0, 0.0]  # unlabelled stays zero
     ys, xs = torch.nonzero(t["masks"][0], as_tuple=True)
     assert (xs.min().item(), xs.max().item() + 1) == (35, 55)  # mask and box still agree

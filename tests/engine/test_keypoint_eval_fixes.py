@@ -227,7 +227,7 @@ def test_unnamed_keypoint_set_says_coco_was_assumed(tmp_path, caplog, capsys):
         warnings.simplefilter("ignore")
         CocoDataset(json_path=gt, image_dir=images, keypoints=True)
     text = " ".join(r.getMessage() for r in caplog.records)
-    assert "holds 5 keypoints (15 numbers)" in text and "COCO's 17 were assumed" in text
+    assert "hold 5 keypoints (15 numbers)" in text and "COCO's 17 were assumed" in text
     results = _results(gt, tmp_path / "r.json")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

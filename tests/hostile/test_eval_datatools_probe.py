@@ -197,7 +197,7 @@ def test_a_wrong_image_record_size_is_named_not_its_annotations(cli, tmp_path):
     data["annotations"][3]["bbox"] = [1, 1, -8, 8]
     _write(path, data)
     rc, text = _eval(cli, "--results", res, "--json", path, "--images", images)
-    assert rc == 1 and "then still: 1 problems in the ground truth" in text
+    assert rc == 1 and "then still: 1 problem in the ground truth" in text
     assert "annotation id 4 bbox [1, 1, -8, 8] has a negative width or height" in text
     assert "annotation id 1" not in text
 

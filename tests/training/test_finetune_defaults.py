@@ -250,7 +250,7 @@ def test_a_validation_ground_truth_the_scorer_refuses_is_refused_before_training
     with pytest.warns(UserWarning, match="bad_iscrowd"), pytest.raises(ValueError) as info:
         build_training(cfg, train_json=train, train_images=pics, val_json=val, val_images=pics, output=run,
                        trainer_kwargs={"tensorboard": False})
-    assert str(info.value) == (f"{val}: 1 problems in the ground truth, which must be right to score "
+    assert str(info.value) == (f"{val}: 1 problem in the ground truth, which must be right to score "
                                "against: annotation id 2 keypoints must be a flat list [x1, y1, v1, ...] "
                                "of finite numbers")
     assert not run.exists()
