@@ -15,8 +15,8 @@ to a Config or section (``cfg.solver.learning_rate = 0.1``), is an AttributeErro
 Checked when read (``validate_config``, after every override): types, and ranges that any run needs (sizes and
 counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the error names the key;
 whole numbers for int keys and the ``WHOLE_LISTS`` (``solver.steps``, ``input.min_size``); a config to train
-with (not one stored in a checkpoint) also needs ``solver.iters`` >= 1, ``solver.steps`` in increasing order
-and ``seed`` in [-2**63, 2**64) (a stored config's fractional lists, which earlier versions took, load). A
+with (not one stored in a checkpoint) also needs ``solver.iters`` in [1, ``MAX_ITERS``], ``solver.steps`` in
+increasing order and ``seed`` in [-2**63, 2**64) (a stored config's fractional lists, which earlier versions took, load). A
 number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a list of numbers too; a quoted
 number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a YAML file and in ``--set``
 alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
