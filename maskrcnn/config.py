@@ -16,10 +16,10 @@ Checked when read (``validate_config``, after every override): types, and ranges
 counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the error names the key;
 whole numbers for int keys and the ``WHOLE_LISTS`` (``solver.steps``, ``input.min_size``); a config to train
 with (not one stored in a checkpoint) also needs ``solver.iters`` in [1, ``MAX_ITERS``], ``solver.steps`` in
-increasing order and ``seed`` in [-2**63, 2**64) (a stored config's fractional lists, which earlier versions took, load). A
-number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a list of numbers too; a quoted
-number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a YAML file and in ``--set``
-alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
+increasing order and ``seed`` in [-2**63, 2**64) (a stored config's fractional lists, which earlier versions
+took, load). A number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a list of numbers
+too; a quoted number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a YAML file and in
+``--set`` alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
 an error naming the file and line), syntax errors name the file and line, and aliases may add at most
 ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1 readings
 that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and load), in values
