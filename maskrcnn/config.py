@@ -15,11 +15,11 @@ to a Config or section (``cfg.solver.learning_rate = 0.1``), is an AttributeErro
 Checked when read (``validate_config``, after every override): types, and ranges that any run needs (sizes and
 counts > 0, finite learning rate and factors, thresholds and fractions in [0, 1]); the error names the key;
 whole numbers for int keys and the ``WHOLE_LISTS`` (``solver.steps``, ``input.min_size``); a config to train
-with (not one stored in a checkpoint) also needs ``solver.iters`` >= 1, ``solver.steps`` in increasing order
-and ``seed`` in [-2**63, 2**64) (a stored config's fractional lists, which earlier versions took, load). A
-number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a list of numbers too; a quoted
-number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a YAML file and in ``--set``
-alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
+with (not one stored in a checkpoint) also needs ``solver.iters`` in [1, ``MAX_ITERS``], ``solver.steps`` in
+increasing order and ``seed`` in [-2**63, 2**64) (a stored config's fractional lists, which earlier versions
+took, load). A number YAML 1.1 reads as text (``1e-5``: no dot) is read as the number, in a list of numbers
+too; a quoted number or true/false (``"5"``, ``"true"``) as the value inside the quotes, in a YAML file and in
+``--set`` alike. YAML is read with ``yaml.SafeLoader`` (no tag runs code; an unknown tag is
 an error naming the file and line), syntax errors name the file and line, and aliases may add at most
 ``MAX_YAML_NODES`` nodes (a "billion laughs" file is refused at once, not after minutes). YAML 1.1 readings
 that change a number (``010`` octal 8, ``1:2`` base-60 62; ``00``-``07`` read the same and load), in values
@@ -995,6 +995,10 @@ GN_GROUPS = 32
 INPUT_SIZE_KEYS = ("input.min_size", "input.max_size", "input.min_size_test", "input.max_size_test")
 
 
+# the FPN's output levels, P2..P6 (modeling/fpn.py): one anchor size each
+FPN_LEVELS = 5
+
+
 def _cross_key_problems(cfg: Config) -> list:
     """Values that are each in range but that no model can be built with together: the matchers'
     thresholds in the wrong order, GroupNorm on a width that its group count does not divide. Each
@@ -1008,6 +1012,11 @@ def _cross_key_problems(cfg: Config) -> list:
             problems.append(f"{prefix}.fg_iou_thresh {fg} must be >= {prefix}.bg_iou_thresh {bg} (an anchor "
                             "or proposal at IoU >= fg is an object, below bg background; in between, "
                             "ignored)")
+    sizes = m.rpn.anchor_sizes
+    if m.fpn and isinstance(sizes, (tuple, list)) and sizes and len(sizes) != FPN_LEVELS:
+        # the builder's words, said when read, not after the dataset (a 10-minute read on COCO)
+        problems.append(f"model.rpn.anchor_sizes has {len(sizes)} sizes for {FPN_LEVELS} FPN levels "
+                        f"(one per level P2..P6 with model.fpn=true; without an FPN all go on one level)")
     widths = []  # (norm key, its value, width key, its value): each layer GroupNorm would normalise
     if m.fpn:
         widths.append(("model.fpn_norm", m.fpn_norm, "model.fpn_dim", m.fpn_dim))
@@ -1057,6 +1066,9 @@ def _best_model_problems(s: SolverConfig) -> list:
     return []
 
 
+# solver.iters of a config to train with: 1e9 is ~30 years at 1 iteration a second (COCO's 1x: 90000)
+MAX_ITERS = 10**9
+
 # seeds in [-2**63, 2**64): what torch.manual_seed takes (64 bits, signed or not; checked). The data
 # loader masks a seed to 64 bits and the trainer's draws take it modulo, so every such seed trains
 SEED_RANGE = (-(2**63), 2**64)
@@ -1069,6 +1081,10 @@ def _training_problems(cfg: Config) -> list:
     iters = cfg.solver.iters
     if isinstance(iters, int) and not isinstance(iters, bool) and iters < 1:
         problems.append(f"solver.iters must be {_ITERS_TO_TRAIN}, got {iters!r}")
+    # 1e30 was taken: the log's eta ran to 26 digits and the run never ends; a bound as the seed's
+    if isinstance(iters, int) and not isinstance(iters, bool) and iters > MAX_ITERS:
+        problems.append(f"solver.iters must be at most {MAX_ITERS:,} (more than any run can train), got "
+                        f"{iters:.3g}")
     # torch.manual_seed takes 64 bits: seed=1e30 failed later as "Overflow when unpacking long long", not
     # naming the key (a stored config is not checked: its run is over or resumed with its own seed)
     if _is_whole(cfg.seed) and not SEED_RANGE[0] <= cfg.seed < SEED_RANGE[1]:
@@ -1510,6 +1526,10 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
                              "use a preset and --set (docs/checkpoints.md for converting its weights)")
         base_name = data.pop("_base_", "r50_fpn")
         source = path.name
+        if not isinstance(base_name, str):  # a list or a mapping: `in PRESETS` raised "unhashable type"
+            where = f" ({source} line {lines['_base_']})" if "_base_" in lines else ""
+            raise ValueError(f"{path}: _base_ must be a preset name ({', '.join(sorted(PRESETS))}), got "
+                             f"{to_plain(base_name)!r}{where}")
         if base_name not in PRESETS:
             raise KeyError(f"{path}: _base_ {base_name!r} is not a preset")
         written = written_keys(data)

@@ -125,7 +125,9 @@ def schedule_notes(solver, *, preset_steps: Collection[tuple]) -> list:
     """Lines to print before training: settings the chosen schedule does not use (``solver.steps`` with
     the cosine schedule, when they are not one of ``preset_steps``, the steps the presets set: those the
     user did not choose; ``solver.lr_min_factor`` with the step schedule, when set, as no preset sets it),
-    and a warm-up that lasts the whole run (the lr never reaches ``solver.lr``)."""
+    steps of the step schedule that the run never reaches (``--set solver.iters=5000`` over a preset's
+    steps 60000, 80000: the lr never drops), and a warm-up that lasts the whole run (the lr never reaches
+    ``solver.lr``)."""
     notes = []
     if solver.lr_schedule == "cosine" and tuple(solver.steps) not in preset_steps:
         notes.append(f"note: solver.lr_schedule cosine does not use solver.steps {list(solver.steps)}: the "
@@ -135,9 +137,25 @@ def schedule_notes(solver, *, preset_steps: Collection[tuple]) -> list:
         notes.append(f"note: solver.lr_schedule step does not use solver.lr_min_factor "
                      f"{solver.lr_min_factor:g} (the cosine schedule's floor): the lr drops by solver.gamma "
                      f"{solver.gamma:g} at solver.steps {list(solver.steps)}")
+    if solver.lr_schedule == "step":  # the cosine reads no steps (said above when they were chosen)
+        notes.extend(_unreached_steps_note(solver))
     if 0 < solver.iters <= solver.warmup_iters and solver.warmup_factor < 1 and solver.lr > 0:
         # the ramp reaches 1 at warmup_iters; the last iteration runs at iters - 1 finished ones
         notes.append(f"note: solver.warmup_iters {solver.warmup_iters} >= solver.iters {solver.iters}: the "
                      "lr stays below solver.lr for the whole run (a smaller solver.warmup_iters lets it get "
                      "there)")
     return notes
+
+
+def _unreached_steps_note(solver) -> list:
+    """The step schedule's note for ``solver.steps`` at or past ``solver.iters``: the last iteration runs
+    with iters - 1 finished, so a step s drops the lr only when s <= iters - 1 (``lr_factor``)."""
+    steps = sorted(solver.steps)
+    late = [s for s in steps if s >= solver.iters]
+    if not late or solver.gamma == 1 or solver.lr == 0:  # nothing would change at them anyway
+        return []
+    reached = [s for s in steps if s < solver.iters]
+    those = "that lr drop never happens" if len(late) == 1 else "those lr drops never happen"
+    then = (f"the lr drops only at {', '.join(map(str, reached))}" if reached else "the lr never drops")
+    return [f"note: solver.steps {late} at or past solver.iters {solver.iters}: {those}, {then} (scale "
+            "solver.steps with solver.iters)"]

@@ -97,6 +97,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     once without it). ``config_said``: how the lines name that config (``config_phrase``). ``read``: a dict
     that takes the checkpoint read for its config (``_checkpoints_config``), for ``Trainer.resume``."""
     from maskrcnn.config import (
+        PRESETS,
         apply_overrides,
         config_file_keys,
         flatten_sections,
@@ -107,10 +108,13 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
 
     saved_path = output / "config.yaml"
     later = say if notes is None else notes.append  # said once the run goes on (config.yaml written)
+    edited = {}  # solver key -> the checkpoint's value, where config.yaml was edited since
     if saved_path.is_file():
         saved = load_config(str(saved_path), stored=True)
         if from_checkpoint:
+            read = {} if read is None else read  # the checkpoint read once, for both
             saved = _checkpoints_model(saved, saved_path, later, read=read)
+            edited = _edited_solver_keys(saved, read)
     else:
         # a run folder copied without its config.yaml (or the file deleted): the checkpoint's own config
         # is the run's (the preset's model was built, and torch's kilobytes of load_state_dict errors said)
@@ -134,8 +138,15 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         derived.add("data.keypoint_flip_map")
 
     asked_init, started = cfg.model.init_weights, saved.model.init_weights
+    # a --config file: only the keys it wrote are asked for (the rest are its base preset's, not the
+    # user's: other.yaml holding solver.lr alone was said to differ in ~20 of r50_fpn's keys)
+    from_file = config_named and config_named not in PRESETS
+    file_keys = set(config_file_keys(config_named)) if from_file else set()
+
     def named(key: str) -> bool:  # asked for at all: by --set, or by a --config given
-        return everything or bool(config_named) or _asked(key, overrides)
+        if everything or _asked(key, overrides):
+            return True
+        return bool(config_named) and (not from_file or _asked(key, dict.fromkeys(file_keys)))
 
     if not named("model.init_weights"):
         asked_init = ""  # the default preset's init_weights: nothing asked
@@ -156,7 +167,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
                f"{output} holds no checkpoint yet: the run starts again from scratch with its own settings")
         say(f"warning: --resume keeps the run's model config ({why}); not applied: {', '.join(ignored)}")
     applied = [k for k in differing if not k.startswith("model.") and (everything or _asked(k, overrides))]
-    from_config = [k for k in differing if not k.startswith("model.") and k not in applied and config_named]
+    from_config = [k for k in differing if not k.startswith("model.") and k not in applied and named(k)]
     if from_config:
         listed = ", ".join(f"{k}={asked[k]} (the run's: {kept.get(k)})" for k in from_config)
         said = config_phrase(config_named, config_said)
@@ -178,12 +189,25 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
                 "run's (the order is planned per iteration and batch size), and solver.iters counts "
                 f"batches of {cfg.solver.batch_size}")
         else:
-            line = f"resume: {k} {kept.get(k)} -> {asked[k]} (from {source})"
-            if notes is None:
-                say(line)
-            else:
-                notes.append(line)
+            later(f"resume: {k} {kept.get(k)} -> {asked[k]} (from {source})")
+    for k in sorted(edited):  # edited in config.yaml: applied as --set's are, said as they are
+        if k not in applied:
+            later(f"resume: {k} {edited[k]} -> {kept.get(k)} (from {saved_path.name})")
     return cfg, tuple(saved.data.class_names)
+
+
+def _edited_solver_keys(saved, read: dict) -> dict:
+    """{solver key: the checkpoint's value} for each ``solver.`` value of the run's ``config.yaml``
+    (``saved``) that differs from the config stored in the checkpoint resumed from (``read``, as
+    ``_checkpoints_config`` fills it): an edited lr or iters was applied without a word, while the same
+    change by ``--set`` was said. Empty when no checkpoint loads."""
+    from maskrcnn.config import flatten_sections, from_dict
+
+    if not read.get("checkpoint") or "config" not in read["checkpoint"]:
+        return {}
+    held = from_dict(read["checkpoint"]["config"], stored=True)
+    ours, theirs = (flatten_sections(c.to_dict(), c) for c in (saved, held))
+    return {k: theirs[k] for k in theirs if k.startswith("solver.") and ours.get(k) != theirs[k]}
 
 
 def _checkpoints_model(saved, saved_path: Path, say, read=None):

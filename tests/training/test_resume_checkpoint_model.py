@@ -130,3 +130,18 @@ def test_a_resume_cut_to_its_checkpoint_says_its_lines_in_causal_order(run):
     assert ("--resume: the run is already at iteration 1 of solver.iters 1: nothing left to train (raise "
             "solver.iters to train on)") in stream.getvalue()
     assert (out / "model_final.pth").stat().st_mtime_ns == before
+
+
+def test_a_solver_value_edited_in_config_yaml_is_said_as_a_set_one_is(run):
+    """``solver.lr`` edited in the run's config.yaml (0.01 -> 0.5) was applied without a word, while the same
+    change by ``--set`` got a ``resume:`` line; now both are said, each naming where it came from."""
+    out, data = run
+    lr = load_config("demo", _TINY).solver.lr
+    _edit(out / "config.yaml", ("solver",), lr=0.5)
+    _, cfg, stream = _build(load_config("demo"), data, out, resume=True, overrides={})
+    assert f"resume: solver.lr {lr} -> 0.5 (from config.yaml)\n" in stream.getvalue(), stream.getvalue()
+    assert cfg.solver.lr == 0.5
+    # unedited: nothing said (the checkpoint's config and config.yaml agree)
+    _edit(out / "config.yaml", ("solver",), lr=lr)
+    _, _, stream = _build(load_config("demo"), data, out, resume=True, overrides={})
+    assert not [s for s in stream.getvalue().splitlines() if s.startswith("resume: ")], stream.getvalue()

@@ -94,3 +94,19 @@ def test_a_set_model_key_the_starting_weights_chose_is_named_as_not_applied(tmp_
     said.clear()
     _resumed_config(load_config("finetune"), tmp_path, said.append, overrides={})
     assert said == []
+
+
+def test_a_config_file_on_resume_is_named_only_for_the_keys_it_wrote(tmp_path):
+    """``--resume --config other.yaml`` (holding ``solver: {lr: 0.3}`` alone) warned of ~20 keys of the
+    r50_fpn base the file never wrote; only the file's own keys are named now."""
+    run = load_config("demo")
+    save_config(run, tmp_path / "config.yaml")
+    other = tmp_path / "other.yaml"
+    other.write_text("solver:\n  lr: 0.3\n")
+    said = []
+    cfg, _ = _resumed_config(load_config(str(other)), tmp_path, said.append, overrides={},
+                             config_named=str(other))
+    assert said == [f"warning: --resume goes on with the run's settings ({tmp_path / 'config.yaml'}); "
+                    f"--config {other} differs in solver.lr=0.3 (the run's: {run.solver.lr}): not applied "
+                    "(on --resume only --set changes a setting)"]
+    assert cfg.to_dict() == run.to_dict()

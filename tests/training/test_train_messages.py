@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskrcnn.config import from_dict, load_config
+from maskrcnn.config import from_dict, load_config, preset_solver_steps
 from maskrcnn.engine.logger import TrainingLogger, read_metrics, truncate_metrics
 from maskrcnn.engine.schedule import schedule_notes
 
@@ -90,11 +90,12 @@ def test_zero_iterations_are_refused_but_a_stored_config_with_them_still_reads()
 
 def test_schedule_notes_for_a_warmup_as_long_as_the_run_and_an_unused_lr_min_factor():
     presets = set()
-    short = load_config("demo", {"solver.iters": 4})  # the demo's warmup_iters is 100
+    short = load_config("demo", {"solver.iters": 4, "solver.steps": [2, 3]})  # the demo's warmup_iters: 100
     assert schedule_notes(short.solver, preset_steps=presets) == [
         "note: solver.warmup_iters 100 >= solver.iters 4: the lr stays below solver.lr for the whole run "
         "(a smaller solver.warmup_iters lets it get there)"]
-    assert schedule_notes(load_config("demo", {"solver.iters": 101}).solver, preset_steps=presets) == []
+    assert schedule_notes(load_config("demo", {"solver.iters": 101, "solver.steps": [60, 90]}).solver,
+                          preset_steps=presets) == []
     step = load_config("demo", {"solver.lr_min_factor": 0.1})
     assert schedule_notes(step.solver, preset_steps=presets) == [
         "note: solver.lr_schedule step does not use solver.lr_min_factor 0.1 (the cosine schedule's floor): "
@@ -317,3 +318,21 @@ def test_a_finished_run_ends_saying_where_its_weights_are(tmp_path, monkeypatch,
         if result["best"]:
             expected += f"; best segm/AP 33.28 (iteration 30): {run / 'model_best.pth'}"
         assert last == expected
+
+
+def test_schedule_notes_name_steps_the_run_never_reaches():
+    """``--set solver.iters=5000`` over r50_fpn kept its steps 60000, 80000: the lr never dropped, unsaid."""
+    presets = preset_solver_steps()
+    short = load_config("r50_fpn", {"solver.iters": 5000})
+    assert schedule_notes(short.solver, preset_steps=presets) == [
+        "note: solver.steps [60000, 80000] at or past solver.iters 5000: those lr drops never happen, the lr "
+        "never drops (scale solver.steps with solver.iters)"]
+    # the last iteration runs with iters - 1 finished: a step at iters never happens
+    one = load_config("demo", {"solver.iters": 850})
+    assert schedule_notes(one.solver, preset_steps=presets) == [
+        "note: solver.steps [850] at or past solver.iters 850: that lr drop never happens, the lr drops only "
+        "at 700 (scale solver.steps with solver.iters)"]
+    assert schedule_notes(load_config("demo", {"solver.iters": 851}).solver, preset_steps=presets) == []
+    # the cosine schedule reads no steps
+    cosine = load_config("r50_fpn", {"solver.iters": 5000, "solver.lr_schedule": "cosine"})
+    assert schedule_notes(cosine.solver, preset_steps=presets) == []
