@@ -239,13 +239,20 @@ def _parse_reference(reference: str) -> tuple:
     parts = urlsplit(text)
     if parts.path.startswith("/data/local-files"):  # local storage: ?d=<path below the document root>
         # unquote, not parse_qs: that would read a '+' in a file name as a space
-        given = [unquote(p[2:]) for p in parts.query.split("&") if p.startswith("d=")]
+        given = [_unquote(p[2:]) for p in parts.query.split("&") if p.startswith("d=")]
         relative = given[0].lstrip("/") if given else ""
         return relative or None, Path(relative).name
     if len(parts.scheme) > 1 or parts.path.startswith("/data/"):  # 1: a Windows drive letter
-        return None, Path(unquote(parts.path)).name  # http(s), s3, gs, azure-blob, /data/upload/<project>/
-    name = Path(unquote(text)).name
-    return unquote(text).lstrip("/"), name
+        return None, Path(_unquote(parts.path)).name  # http(s), s3, gs, azure-blob, /data/upload/<project>/
+    name = Path(_unquote(text)).name
+    return _unquote(text).lstrip("/"), name
+
+
+def _unquote(text: str) -> str:
+    """``text`` %-decoded as the file system names files: bytes that are not UTF-8 (``caf%E9.jpg``, as
+    ``predict --export labelstudio`` quotes a Latin-1 name) become the name Python gives that file
+    (``'caf\\udce9.jpg'``), not U+FFFD, which names no file."""
+    return unquote(text, errors="surrogateescape")
 
 
 def _is_image_reference(value) -> bool:

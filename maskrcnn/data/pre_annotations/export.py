@@ -217,7 +217,7 @@ class PreAnnotationExport:
             self.mask_files.add(file_name, path, int(height), int(width), det, image)
 
     def _labelme(self, *, partial: bool) -> Path:
-        from maskrcnn.overlay_paths import safe_file_name
+        from maskrcnn.overlay_paths import safe_file_name, safe_relpath
 
         folder = self.out_dir / LABELME_DIR
         # the list lies beside the folder: convert-data reads every .json in it as a LabelMe file
@@ -225,7 +225,9 @@ class PreAnnotationExport:
                                record=self.out_dir / LABELME_RECORD)
         used = set()
         for image, path, found in zip(self.images, self.paths, self.instances):
-            name = safe_file_name(image.file_name)  # as the overlays: no newline in a file name
+            # as the overlays name theirs: no newline (safe_file_name), no ':' (a drive on Windows) nor NUL
+            # (safe_relpath), so that the folder copies to any disk; imagePath keeps the image's own name
+            name = safe_relpath(safe_file_name(image.file_name)).as_posix()
             target = folder / Path(name).with_suffix(".json")
             n = 1
             # a.jpg and a.png side by side: LabelMe pairs a.json with one of them; A.jpg beside a.png is

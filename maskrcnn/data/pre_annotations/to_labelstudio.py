@@ -18,7 +18,11 @@ regions' (Label Studio sorts tasks by it), 0 for an image without regions.
 
 URL: ``url_prefix`` + the image's path relative to the images folder, %-quoted (``/`` kept): with
 ``/data/local-files/?d=`` and Label Studio's local storage rooted at that folder the tasks find their
-images; the default (no prefix) leaves the relative path, for a script or a storage to resolve. Each
+images; the default (no prefix) leaves the relative path, for a script or a storage to resolve. The
+path is quoted as the bytes the file system holds (``os.fsencode``): a name that is not valid UTF-8
+(``caf\xe9.jpg`` from a Latin-1 disk, ``'caf\udce9.jpg'`` in Python) is ``caf%E9.jpg``, the URL a web
+server serving that folder answers, where quoting the text raised at the end of the run and wrote no
+task; ``convert-data`` reads it back to the same file. Each
 task's data also records that folder relative to the tasks file's folder (``images_folder``, under
 ``IMAGES_FOLDER_KEY``; Label Studio keeps the field and shows nothing of it), so ``convert-data`` reads
 the file back without ``--images``.
@@ -26,6 +30,7 @@ the file back without ``--images``.
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
@@ -83,7 +88,9 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
         results = [brush_result(image, k, inst) if inst.rle is not None else rectangle_result(image, k, inst)
                    for k, inst in enumerate(found, start=1)]
         score = sum(inst.score for inst in found) / len(found) if found else 0.0
-        data = {"image": url_prefix + quote(image.file_name, safe="/")}
+        # the name's bytes, not its text: a name that is not UTF-8 holds lone surrogates, which quote's
+        # UTF-8 encoding refuses (after the whole run had been predicted)
+        data = {"image": url_prefix + quote(os.fsencode(image.file_name), safe="/")}
         if images_folder is not None:
             data[IMAGES_FOLDER_KEY] = images_folder
         tasks.append({"data": data,
