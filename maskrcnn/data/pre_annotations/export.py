@@ -363,7 +363,8 @@ class PreAnnotationExport:
                 folder = self._folder_from_out()  # recorded only as a relative path (the reader's rule)
                 tasks = labelstudio_tasks(self.images, self.instances, url_prefix=self.url_prefix,
                                           model_version=self.model_version,
-                                          images_folder=None if Path(folder).is_absolute() else folder)
+                                          images_folder=None if Path(folder).is_absolute() else folder,
+                                          categories=self.categories)
                 written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
                 atomic_write_json(written[-2], tasks, ensure_ascii=True)  # imported by another tool
                 atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))

@@ -25,7 +25,9 @@ server serving that folder answers, where quoting the text raised at the end of 
 task; ``convert-data`` reads it back to the same file. Each
 task's data also records that folder relative to the tasks file's folder (``images_folder``, under
 ``IMAGES_FOLDER_KEY``; Label Studio keeps the field and shows nothing of it), so ``convert-data`` reads
-the file back without ``--images``.
+the file back without ``--images``, and the model's class names in its order (``CLASSES_KEY``), so that
+it reads back (also once annotated and exported by Label Studio) with the model's category ids, a class
+without instances included.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Optional, Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-from maskrcnn.data.formats.labelstudio import IMAGES_FOLDER_KEY
+from maskrcnn.data.formats.labelstudio import CLASSES_KEY, IMAGES_FOLDER_KEY
 from maskrcnn.data.formats.labelstudio_rle import encode_brush_mask
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, mask_of
 from maskrcnn.data.pre_annotations.xml_text import check_xml_names
@@ -77,10 +79,12 @@ def brush_result(image: ImageRecord, k: int, inst: Instance, *, from_name: str =
 
 def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]], *,
                       url_prefix: str = "", model_version: str = "maskrcnn",
-                      images_folder: Optional[str] = None) -> list:
+                      images_folder: Optional[str] = None,
+                      categories: Optional[Sequence[Category]] = None) -> list:
     """The task list of ``images`` and their ``instances`` (one list each); ``images_folder``: the folder
     the image paths are relative to, as a path relative to the tasks file's folder, recorded in each task
-    (None: not recorded)."""
+    (None: not recorded); ``categories``: the model's classes, their names recorded in each task in
+    class order (``CLASSES_KEY``; None: not recorded)."""
     if len(images) != len(instances):
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     tasks = []
@@ -93,6 +97,8 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
         data = {"image": url_prefix + quote(os.fsencode(image.file_name), safe="/")}
         if images_folder is not None:
             data[IMAGES_FOLDER_KEY] = images_folder
+        if categories is not None:  # each task: Label Studio exports tasks, not the file's first one
+            data[CLASSES_KEY] = [c.name for c in sorted(categories, key=lambda c: c.label)]
         tasks.append({"data": data,
                       "predictions": [{"model_version": model_version, "score": round(score, 5),
                                        "result": results}]})
