@@ -1,6 +1,7 @@
-"""``predict --export cvat`` / ``labelstudio`` read back by ``convert-data`` number the categories in the
-model's class order, a class without instances included: the CVAT XML's ``<meta>`` labels and the
-tasks' recorded class names say that order (a file without them keeps the sorted-name order)."""
+"""``predict --export cvat`` / ``labelstudio`` / ``labelme`` read back by ``convert-data`` number the
+categories in the model's class order, a class without instances included: the CVAT XML's ``<meta>``
+labels and the class names the tasks and LabelMe files record say that order (a file without them keeps
+the sorted-name order)."""
 
 import json
 
@@ -11,6 +12,7 @@ from PIL import Image
 from maskrcnn.cli import main
 from maskrcnn.data.pre_annotations.instances import ImageRecord, categories_of, instances_from_detections
 from maskrcnn.data.pre_annotations.to_cvat import cvat_xml
+from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_tasks
 
 H, W = 24, 32
@@ -75,3 +77,24 @@ def test_labelstudio_export_reads_back_in_the_model_class_order_with_its_empty_c
     assert main(["convert-data", "--from", "labelstudio", str(path), "--images", str(root), "--output",
                  str(out)]) == 0
     assert json.loads(out.read_text())["categories"] == MODEL_ORDER
+
+
+def test_labelme_export_reads_back_in_the_model_class_order_with_its_empty_class(tmp_path):
+    """Before: categories cat 1, dog 2 (sorted, ant dropped); a file without the key keeps that."""
+    root, images, instances = _predicted(tmp_path)
+    folder = tmp_path / "labelme"
+    folder.mkdir()
+    data = labelme_file(images[0], instances[0], image_path="../photos/a.png", categories=CATEGORIES)
+    assert data["maskrcnn_classes"] == ["dog", "cat", "ant"]
+    (folder / "a.json").write_text(json.dumps(data))
+    out = tmp_path / "rt.json"
+    assert main(["convert-data", "--from", "labelme", str(folder), "--images", str(root), "--output",
+                 str(out)]) == 0
+    coco = json.loads(out.read_text())
+    assert coco["categories"] == MODEL_ORDER
+    assert _names_of_annotations(coco) == ["cat", "dog"]
+    del data["maskrcnn_classes"]  # another tool's file: the labels met, sorted by name
+    (folder / "a.json").write_text(json.dumps(data))
+    assert main(["convert-data", "--from", "labelme", str(folder), "--images", str(root), "--output",
+                 str(out)]) == 0
+    assert json.loads(out.read_text())["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]

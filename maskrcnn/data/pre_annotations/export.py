@@ -237,7 +237,8 @@ class PreAnnotationExport:
                 target = folder / (name + (".json" if n == 2 else f"_{n}.json"))
             used.add(str(target).casefold())
             image_path = Path(os.path.relpath(path, (target.parent).absolute())).as_posix()
-            data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance)
+            data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance,
+                                categories=self.categories)
             # indented, as LabelMe writes its files; a file corrected since the last run is kept (written)
             written.write(target.relative_to(folder).as_posix(), json_bytes(data, indent=2))
         self._end_listed(written, folder, partial=partial)
