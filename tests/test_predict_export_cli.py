@@ -158,7 +158,8 @@ def test_predict_export_without_detections_and_bad_formats(setup, tmp_path, caps
     assert not np.array(Image.open(out / "masks" / "a.png")).any() and not (out / "cutouts" / "a").exists()
     assert [len(el) for el in ET.parse(out / "cvat_annotations.xml").getroot().iter("image")] == [0]
     assert json.loads((out / "labelstudio_tasks.json").read_text()) == [
-        {"data": {"image": "a.png", "maskrcnn_images_folder": Path(os.path.relpath(images, out)).as_posix()},
+        {"data": {"image": "a.png", "maskrcnn_images_folder": Path(os.path.relpath(images, out)).as_posix(),
+                  "maskrcnn_classes": ["cat", "dog"]},  # the model's order: read back with its ids
          "predictions": [{"model_version": "tiny.pth", "score": 0.0, "result": []}]}]
     capsys.readouterr()
     rc = main(["predict", "--weights", str(ckpt), str(images), "--output", str(tmp_path / "bad"),

@@ -87,14 +87,14 @@ def test_cvat_project_export_through_convert_show_train_eval_predict(tmp_path, c
     assert rc == 0 and f"use --train-images {export}" in text
     assert _cli(capsys, *convert, val_json, "--split", "Validation")[0] == 0
     train, val = (json.loads(p.read_text(encoding="utf-8")) for p in (train_json, val_json))
-    # one numbering for both files, although Validation has no 'chien'
+    # one numbering for both files, although Validation has no 'chien': the project's, in <meta>'s order
     assert train["categories"] == val["categories"] == [
-        {"id": 1, "name": "Größe"}, {"id": 2, "name": "chat"}, {"id": 3, "name": "chien"}]
+        {"id": 1, "name": "chat"}, {"id": 2, "name": "chien"}, {"id": 3, "name": "Größe"}]
     assert [(i["file_name"], i["width"], i["height"]) for i in train["images"]] == [
         ("images/Train/a.jpg", W, H), ("images/Train/b.jpg", W, H), ("images/Train/c.jpg", W, H),
         ("images/Train/d.jpg", H, W)]
     assert [(a["category_id"], a["iscrowd"], a["area"]) for a in train["annotations"]] == [
-        (2, 0, 26 * 26), (3, 0, 26 * 32), (1, 0, 32 * 32), (3, 1, 18 * 16), (2, 0, 1), (3, 0, 36 * 56)]
+        (1, 0, 26 * 26), (2, 0, 26 * 32), (3, 0, 32 * 32), (2, 1, 18 * 16), (1, 0, 1), (2, 0, 36 * 56)]
 
     rc, text = _cli(capsys, "show-data", "--json", train_json, "--images", export,
                     "--output", tmp_path / "look")

@@ -305,7 +305,7 @@ def warn_label_case(builder: CocoBuilder, report: Report, where: str) -> None:
         return
     counts = Counter(a["_label"] for a in builder.annotations)
     groups: dict = {}
-    for name in sorted(set(counts) | builder._declared):
+    for name in sorted(set(counts) | set(builder._declared)):
         groups.setdefault(name.casefold(), []).append(name)
     clashes = [names for names in groups.values() if len(names) > 1]
     if not clashes:
@@ -447,7 +447,9 @@ class CocoBuilder:
     categories are the labels met, numbered 1..K in sorted name order when written (so converting two
     splits with the same classes gives the same ids whatever order their files come in), together with
     the labels ``declare``d: the classes an export lists in its header (CVAT's ``<meta>``), so that a split
-    without instances of one of them still numbers the others as the other splits do.
+    without instances of one of them still numbers the others as the other splits do. Declared labels
+    come first, in the order declared (the order the export lists them in: a model's class order that
+    ``predict --export`` wrote, a CVAT project's), then the labels met that none declares, sorted.
     """
 
     def __init__(self, *, root: Path, categories: Optional[Sequence[tuple]] = None, description: str = ""):
@@ -460,7 +462,7 @@ class CocoBuilder:
         self.annotations: list = []
         self._sizes: dict = {}  # image id -> (H, W)
         self._sources: dict = {}  # file_name -> the annotation file it came from
-        self._declared: set = set()  # labels the export lists, with or without instances
+        self._declared: dict = {}  # labels the export lists, in order, with or without instances
         self.recomposed: set = set()  # labels as written, not composed (NFC)
 
     def relative(self, path: Path) -> str:
@@ -492,9 +494,11 @@ class CocoBuilder:
         self.root = root
 
     def declare(self, labels: Iterable[str]) -> None:
-        """Labels the export lists as its classes: categories even without instances (not used with a
-        fixed list of categories, which says exactly which there are)."""
-        self._declared.update(nfc(name) for name in labels if isinstance(name, str) and name.strip())
+        """Labels the export lists as its classes, in its order: categories even without instances,
+        numbered first (not used with a fixed list of categories, which says exactly which there are)."""
+        for name in labels:
+            if isinstance(name, str) and name.strip():
+                self._declared.setdefault(nfc(name), None)
 
     def check_label(self, label) -> str:
         """``label`` composed (NFC), the class it names; Skip when it is none or not a fixed class."""
@@ -575,7 +579,8 @@ class CocoBuilder:
     def category_ids(self) -> dict:
         if self.fixed is not None:
             return dict(self.fixed)
-        names = sorted({a["_label"] for a in self.annotations} | self._declared)
+        # declared first in their order: the file's own class order (a model's, through predict --export)
+        names = list(self._declared) + sorted({a["_label"] for a in self.annotations} - set(self._declared))
         return {name: i + 1 for i, name in enumerate(names)}
 
     def to_dict(self) -> dict:

@@ -24,9 +24,11 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
 - ``polyline``, ``points``, ``cuboid``, ``skeleton`` (no area) and ``tag`` (an image label) are counted
   in the notes and left out.
 - Categories (without ``--classes``): the labels ``<meta>`` lists (of the task, job or project; not
-  skeleton parts nor labels typed for shapes without area) and the labels met, sorted by name from 1.
-  So the train and val tasks of one project, exported and converted apart, number their classes alike
-  even when one of them has no instance of some class.
+  skeleton parts nor labels typed for shapes without area), numbered from 1 in the order it lists them
+  (a project's label order; ``predict --export cvat`` lists the model's classes in its order, so its
+  file reads back with the model's category ids, a class without instances included), then the labels
+  met that it does not list, sorted by name. So the train and val tasks of one project, exported and
+  converted apart, number their classes alike even when one of them has no instance of some class.
 - ``--split S``: only the images of subset S (``<image subset="Train">``; a project export holds all
   its subsets in one file, so train and val are converted apart from it; case is ignored). Without it,
   every image (one line names the subsets merged, when there are several).

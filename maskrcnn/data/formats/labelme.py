@@ -31,6 +31,10 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
   stored size of a photo that EXIF turns by a quarter (a tool that showed the stored pixels), the
   shapes lie on those pixels: they are cut to them, then turned with the image
   (``common.annotated_size``, the COCO loader's rule).
+- Categories (without ``--classes``): the labels met, sorted by name, after the classes the files
+  ``predict --export labelme`` writes record (``CLASSES_KEY``: the model's classes in its order; LabelMe
+  keeps a file's unknown keys when it saves it), numbered first in that order, a class without
+  instances included: such files read back with the model's category ids.
 - Files are converted by folder, then by name without the extension: ``a.json`` before its copy
   ``a (copy).json``; a second file naming an image already converted is skipped as
   ``duplicate_image``, with the count of its shapes left out.
@@ -70,10 +74,14 @@ from maskrcnn.data.formats.geometry import (
 )
 from maskrcnn.data.images import TOO_LARGE, ImageReadError, open_image
 
-__all__ = ["IGNORE_LABEL", "read_labelme"]
+__all__ = ["CLASSES_KEY", "IGNORE_LABEL", "read_labelme"]
 
 IGNORE_LABEL = "__ignore__"
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif"}
+
+
+# predict --export labelme's key: the model's class names in its order (LabelMe keeps unknown keys)
+CLASSES_KEY = "maskrcnn_classes"
 
 
 def _embedded_image(data: str, *, what: str, reason: str) -> tuple:
@@ -185,6 +193,9 @@ def _convert_file(path: Path, *, builder: CocoBuilder, report: Report, embedded_
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
         raise Skip("not_labelme", "not a LabelMe file (no 'shapes' list)")
+    recorded = data.get(CLASSES_KEY)  # predict's: the model's class order, numbered first
+    if isinstance(recorded, list) and all(isinstance(v, str) for v in recorded):
+        builder.declare(recorded)
     image_path = _image_path(path, data, root=json_root, embedded_dir=embedded_dir, report=report, where=name,
                              listings=listings, images=images)
     given = given_size(data.get("imageHeight"), data.get("imageWidth"))

@@ -68,6 +68,11 @@ Rules:
   ``--images``) a file's images are looked for under that folder when it is a relative path to an
   existing folder (said in a line; URLs are never fetched: only their file names are looked for there);
   else, and always with ``--images``, under ``images``.
+- Categories (without ``--classes``): the labels met, sorted by name, after the classes the tasks of
+  ``predict --export labelstudio`` record (``CLASSES_KEY``: the model's classes in its order, kept by
+  Label Studio through annotating and exporting), which are numbered first in that order, a class
+  without instances included: the file reads back with the model's category ids. Label Studio's
+  labelling config is not part of its exports; ``--classes`` fixes the order of any other file.
 - Left out and counted in the notes: results without labels, classification and text results (choices,
   textarea, rating, ...), keypoints, relations. Skipped as errors: a result on an image Label Studio
   showed turned (``image_rotation`` not 0: its coordinates are of the turned view, not the file), a
@@ -108,11 +113,15 @@ from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, s
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
 from maskrcnn.data.unicode_names import nfc
 
-__all__ = ["IMAGES_FOLDER_KEY", "read_labelstudio"]
+__all__ = ["CLASSES_KEY", "IMAGES_FOLDER_KEY", "read_labelstudio"]
 
 # predict --export labelstudio's data field: the images folder the tasks' image paths are relative to, as
 # a path relative to the tasks file's folder ("/" separators)
 IMAGES_FOLDER_KEY = "maskrcnn_images_folder"
+
+# predict --export labelstudio's data field: the model's class names in its order, so that the tasks read
+# back with the model's category ids, a class without instances included (Label Studio keeps the field)
+CLASSES_KEY = "maskrcnn_classes"
 
 # the notes on tasks with several annotations: a full export flags the ground truth, JSON-MIN does not
 _SEVERAL_ANNOTATIONS = "tasks with several annotations (the ground truth, else the latest, taken)"
@@ -125,7 +134,8 @@ _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")  # Label Studio's "<uuid4 hex
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 _OUTSIDE_MARGIN = 0.10  # of the image size: further past the border is not a slip of the mouse
 # Label Studio's own fields beside the data in JSON-MIN records (and in some tasks' data)
-_NOT_DATA = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", IMAGES_FOLDER_KEY)
+_NOT_DATA = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", IMAGES_FOLDER_KEY,
+             CLASSES_KEY)
 
 
 class _ImageFinder:
@@ -239,13 +249,20 @@ def _parse_reference(reference: str) -> tuple:
     parts = urlsplit(text)
     if parts.path.startswith("/data/local-files"):  # local storage: ?d=<path below the document root>
         # unquote, not parse_qs: that would read a '+' in a file name as a space
-        given = [unquote(p[2:]) for p in parts.query.split("&") if p.startswith("d=")]
+        given = [_unquote(p[2:]) for p in parts.query.split("&") if p.startswith("d=")]
         relative = given[0].lstrip("/") if given else ""
         return relative or None, Path(relative).name
     if len(parts.scheme) > 1 or parts.path.startswith("/data/"):  # 1: a Windows drive letter
-        return None, Path(unquote(parts.path)).name  # http(s), s3, gs, azure-blob, /data/upload/<project>/
-    name = Path(unquote(text)).name
-    return unquote(text).lstrip("/"), name
+        return None, Path(_unquote(parts.path)).name  # http(s), s3, gs, azure-blob, /data/upload/<project>/
+    name = Path(_unquote(text)).name
+    return _unquote(text).lstrip("/"), name
+
+
+def _unquote(text: str) -> str:
+    """``text`` %-decoded as the file system names files: bytes that are not UTF-8 (``caf%E9.jpg``, as
+    ``predict --export labelstudio`` quotes a Latin-1 name) become the name Python gives that file
+    (``'caf\\udce9.jpg'``), not U+FFFD, which names no file."""
+    return unquote(text, errors="surrogateescape")
 
 
 def _is_image_reference(value) -> bool:
@@ -827,6 +844,17 @@ def _recorded_folder(path: Path, name: str, tasks: list, report: Report) -> Opti
     return None
 
 
+def _recorded_classes(tasks: list) -> list:
+    """The class names the file's tasks record (``CLASSES_KEY``, the first task's list that is one of
+    strings), in their order; [] when none does."""
+    for item in tasks:
+        data = item.get("data") if isinstance(item, dict) and _is_full(item) else item
+        value = data.get(CLASSES_KEY) if isinstance(data, dict) else None
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return value
+    return []
+
+
 def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report,
                   finder: _ImageFinder, use_predictions: bool = False, finders: Optional[dict] = None):
     """``finders``: {folder: its finder}, the recorded folders' (``_recorded_folder``) to use instead of
@@ -838,6 +866,7 @@ def _convert_file(path: Path, name: str, *, builder: CocoBuilder, report: Report
     predictions = ("no annotation in the file" if _only_predictions(tasks)
                    else "--ls-use-predictions" if use_predictions else None)
     taken = _min_choices(tasks, report)
+    builder.declare(_recorded_classes(tasks))  # predict's: the model's class order, numbered first
     for index, item in enumerate(tasks):
         key = _task_key(item, index) if isinstance(item, dict) else f"tasks[{index}]"
         where = f"{name}: {key}"

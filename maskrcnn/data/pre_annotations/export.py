@@ -217,7 +217,7 @@ class PreAnnotationExport:
             self.mask_files.add(file_name, path, int(height), int(width), det, image)
 
     def _labelme(self, *, partial: bool) -> Path:
-        from maskrcnn.overlay_paths import safe_file_name
+        from maskrcnn.overlay_paths import safe_file_name, safe_relpath
 
         folder = self.out_dir / LABELME_DIR
         # the list lies beside the folder: convert-data reads every .json in it as a LabelMe file
@@ -225,7 +225,9 @@ class PreAnnotationExport:
                                record=self.out_dir / LABELME_RECORD)
         used = set()
         for image, path, found in zip(self.images, self.paths, self.instances):
-            name = safe_file_name(image.file_name)  # as the overlays: no newline in a file name
+            # as the overlays name theirs: no newline (safe_file_name), no ':' (a drive on Windows) nor NUL
+            # (safe_relpath), so that the folder copies to any disk; imagePath keeps the image's own name
+            name = safe_relpath(safe_file_name(image.file_name)).as_posix()
             target = folder / Path(name).with_suffix(".json")
             n = 1
             # a.jpg and a.png side by side: LabelMe pairs a.json with one of them; A.jpg beside a.png is
@@ -235,7 +237,8 @@ class PreAnnotationExport:
                 target = folder / (name + (".json" if n == 2 else f"_{n}.json"))
             used.add(str(target).casefold())
             image_path = Path(os.path.relpath(path, (target.parent).absolute())).as_posix()
-            data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance)
+            data = labelme_file(image, found, image_path=image_path, tolerance=self.tolerance,
+                                categories=self.categories)
             # indented, as LabelMe writes its files; a file corrected since the last run is kept (written)
             written.write(target.relative_to(folder).as_posix(), json_bytes(data, indent=2))
         self._end_listed(written, folder, partial=partial)
@@ -361,7 +364,8 @@ class PreAnnotationExport:
                 folder = self._folder_from_out()  # recorded only as a relative path (the reader's rule)
                 tasks = labelstudio_tasks(self.images, self.instances, url_prefix=self.url_prefix,
                                           model_version=self.model_version,
-                                          images_folder=None if Path(folder).is_absolute() else folder)
+                                          images_folder=None if Path(folder).is_absolute() else folder,
+                                          categories=self.categories)
                 written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
                 atomic_write_json(written[-2], tasks, ensure_ascii=True)  # imported by another tool
                 atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))

@@ -15,15 +15,19 @@ our converter (``data/formats/labelme.py``) fill, that one polygon with the hole
 instance are shapes with the same label and the same ``group_id`` (the instance's number in the file,
 from 1), which labelme2coco and our converter merge back into one instance. ``description`` holds the
 score ("score 0.873"), for the annotator's eye only. A box-only model's instances are ``rectangle`` shapes.
+``maskrcnn_classes`` lists the model's class names in its order (LabelMe keeps the key when it saves the
+file): ``convert-data`` reads the files back with the model's category ids, a class without instances
+included.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
+from maskrcnn.data.formats.labelme import CLASSES_KEY
 from maskrcnn.data.pre_annotations.contours import bridge_holes, mask_to_components
 from maskrcnn.data.pre_annotations.export_args import DEFAULT_TOLERANCE
-from maskrcnn.data.pre_annotations.instances import ImageRecord, Instance, box_patch
+from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, box_patch
 
 __all__ = ["DEFAULT_TOLERANCE", "LABELME_VERSION", "labelme_file"]
 
@@ -34,8 +38,11 @@ LABELME_VERSION = "5.5.0"  # the file layout of labelme 5 (``description`` and `
 
 
 def labelme_file(image: ImageRecord, instances: Sequence[Instance], *, image_path: str,
-                 tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """The LabelMe file of one image; ``image_path`` is the image relative to where the file is written."""
+                 tolerance: float = DEFAULT_TOLERANCE,
+                 categories: Optional[Sequence[Category]] = None) -> dict:
+    """The LabelMe file of one image; ``image_path`` is the image relative to where the file is written;
+    ``categories``: the model's classes, their names recorded in class order (``CLASSES_KEY``, which
+    LabelMe keeps and ``convert-data`` numbers the categories by; None: not recorded)."""
     shapes = []
     for group, inst in enumerate(instances, start=1):
         if inst.rle is None:  # a box-only model: a rectangle (two opposite corners)
@@ -52,5 +59,8 @@ def labelme_file(image: ImageRecord, instances: Sequence[Instance], *, image_pat
                 "label": inst.category.name, "points": bridge_holes(component).tolist(), "group_id": group,
                 "description": f"score {inst.score:.3f}", "shape_type": "polygon", "flags": {}, "mask": None,
             })  # fmt: skip
-    return {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": image_path,
+    data = {"version": LABELME_VERSION, "flags": {}, "shapes": shapes, "imagePath": image_path,
             "imageData": None, "imageHeight": int(image.height), "imageWidth": int(image.width)}
+    if categories is not None:
+        data[CLASSES_KEY] = [c.name for c in sorted(categories, key=lambda c: c.label)]
+    return data

@@ -18,19 +18,26 @@ regions' (Label Studio sorts tasks by it), 0 for an image without regions.
 
 URL: ``url_prefix`` + the image's path relative to the images folder, %-quoted (``/`` kept): with
 ``/data/local-files/?d=`` and Label Studio's local storage rooted at that folder the tasks find their
-images; the default (no prefix) leaves the relative path, for a script or a storage to resolve. Each
+images; the default (no prefix) leaves the relative path, for a script or a storage to resolve. The
+path is quoted as the bytes the file system holds (``os.fsencode``): a name that is not valid UTF-8
+(``caf\xe9.jpg`` from a Latin-1 disk, ``'caf\udce9.jpg'`` in Python) is ``caf%E9.jpg``, the URL a web
+server serving that folder answers, where quoting the text raised at the end of the run and wrote no
+task; ``convert-data`` reads it back to the same file. Each
 task's data also records that folder relative to the tasks file's folder (``images_folder``, under
 ``IMAGES_FOLDER_KEY``; Label Studio keeps the field and shows nothing of it), so ``convert-data`` reads
-the file back without ``--images``.
+the file back without ``--images``, and the model's class names in its order (``CLASSES_KEY``), so that
+it reads back (also once annotated and exported by Label Studio) with the model's category ids, a class
+without instances included.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-from maskrcnn.data.formats.labelstudio import IMAGES_FOLDER_KEY
+from maskrcnn.data.formats.labelstudio import CLASSES_KEY, IMAGES_FOLDER_KEY
 from maskrcnn.data.formats.labelstudio_rle import encode_brush_mask
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, mask_of
 from maskrcnn.data.pre_annotations.xml_text import check_xml_names
@@ -72,10 +79,12 @@ def brush_result(image: ImageRecord, k: int, inst: Instance, *, from_name: str =
 
 def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequence[Instance]], *,
                       url_prefix: str = "", model_version: str = "maskrcnn",
-                      images_folder: Optional[str] = None) -> list:
+                      images_folder: Optional[str] = None,
+                      categories: Optional[Sequence[Category]] = None) -> list:
     """The task list of ``images`` and their ``instances`` (one list each); ``images_folder``: the folder
     the image paths are relative to, as a path relative to the tasks file's folder, recorded in each task
-    (None: not recorded)."""
+    (None: not recorded); ``categories``: the model's classes, their names recorded in each task in
+    class order (``CLASSES_KEY``; None: not recorded)."""
     if len(images) != len(instances):
         raise ValueError(f"{len(images)} images and {len(instances)} lists of instances")
     tasks = []
@@ -83,9 +92,13 @@ def labelstudio_tasks(images: Sequence[ImageRecord], instances: Sequence[Sequenc
         results = [brush_result(image, k, inst) if inst.rle is not None else rectangle_result(image, k, inst)
                    for k, inst in enumerate(found, start=1)]
         score = sum(inst.score for inst in found) / len(found) if found else 0.0
-        data = {"image": url_prefix + quote(image.file_name, safe="/")}
+        # the name's bytes, not its text: a name that is not UTF-8 holds lone surrogates, which quote's
+        # UTF-8 encoding refuses (after the whole run had been predicted)
+        data = {"image": url_prefix + quote(os.fsencode(image.file_name), safe="/")}
         if images_folder is not None:
             data[IMAGES_FOLDER_KEY] = images_folder
+        if categories is not None:  # each task: Label Studio exports tasks, not the file's first one
+            data[CLASSES_KEY] = [c.name for c in sorted(categories, key=lambda c: c.label)]
         tasks.append({"data": data,
                       "predictions": [{"model_version": model_version, "score": round(score, 5),
                                        "result": results}]})

@@ -1,0 +1,77 @@
+"""Pre-annotation exports of images whose names are awkward on disk: a name that is not valid UTF-8 (a
+Latin-1 disk's ``caf\\xe9.png``) and a name holding ':' (a drive on Windows)."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maskrcnn.data.pre_annotations.export import PreAnnotationExport
+
+H, W = 24, 32
+CLASS_NAMES = ["__background__", "cat", "dog"]
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="names with ':' or non-UTF-8 bytes: POSIX")
+
+
+def _det(label: int) -> dict:
+    mask = np.zeros((1, H, W), bool)
+    mask[0, 4:12, 6:20] = True
+    return {"boxes": torch.tensor([[6.0, 4.0, 20.0, 12.0]]), "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([label]), "masks": torch.from_numpy(mask)}
+
+
+def _export(tmp_path, names, formats):
+    root = tmp_path / "photos"
+    root.mkdir()
+    files = []
+    for name in names:
+        Image.fromarray(np.full((H, W, 3), 90, np.uint8)).save(root / name, format="PNG")
+        files.append(root / name)
+    out = tmp_path / "pre"
+    export = PreAnnotationExport(out_dir=out, formats=formats, root=root, class_names=CLASS_NAMES,
+                                 files=files)
+    for i, f in enumerate(files, start=1):
+        export.add(i, f, H, W, _det(1 + i % 2))
+    export.finish()
+    return root, out
+
+
+@posix_only
+def test_labelstudio_export_quotes_a_non_utf8_name_by_its_bytes_and_reads_it_back(tmp_path, capsys):
+    """Before: the run ended with "'utf-8' codec can't encode character '\\udce9' ... surrogates not
+    allowed" and no tasks file; now the URL is the name's bytes %-quoted and convert-data finds the file."""
+    from maskrcnn.cli import main
+
+    name = os.fsdecode(b"caf\xe9.png")  # 'caf\udce9.png' where file names are UTF-8
+    if name.encode("utf-8", "surrogateescape") != b"caf\xe9.png":
+        pytest.skip("the file system encoding is not UTF-8")
+    root, out = _export(tmp_path, [name, "plain.png"], ["labelstudio", "coco", "labelme"])
+    tasks = json.loads((out / "labelstudio_tasks.json").read_text())
+    assert [t["data"]["image"] for t in tasks] == ["caf%E9.png", "plain.png"]
+    rt = tmp_path / "rt.json"
+    assert main(["convert-data", "--from", "labelstudio", str(out / "labelstudio_tasks.json"),
+                 "--output", str(rt)]) == 0
+    got = json.loads(rt.read_text())
+    assert sorted(i["file_name"] for i in got["images"]) == sorted([name, "plain.png"])
+    assert len(got["annotations"]) == 2
+    # the other exports keep the name as Python holds it (COCO, LabelMe's imagePath) and read back too
+    coco = json.loads((out / "coco_instances.json").read_text())
+    assert coco["images"][0]["file_name"] == name
+    assert main(["convert-data", "--from", "labelme", str(out / "labelme"), "--images", str(root),
+                 "--output", str(rt)]) == 0
+    assert sorted(i["file_name"] for i in json.loads(rt.read_text())["images"]) == sorted([name, "plain.png"])
+
+
+@posix_only
+def test_labelme_export_names_its_files_as_the_overlays_do_without_a_colon(tmp_path):
+    """Before: labelme/a:b.json (no such file on Windows) beside overlays/a_b.png; now labelme/a_b.json,
+    and an image a_b.png beside it gets a name of its own, each file's imagePath its image."""
+    root, out = _export(tmp_path, ["a:b.png", "a_b.png"], ["labelme"])
+    written = sorted(p.name for p in (out / "labelme").iterdir())
+    assert written == ["a_b.json", "a_b.png.json"]
+    paths = {json.loads((out / "labelme" / n).read_text())["imagePath"] for n in written}
+    assert paths == {"../../photos/a:b.png", "../../photos/a_b.png"}
