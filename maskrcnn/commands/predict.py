@@ -972,9 +972,10 @@ def run(args: argparse.Namespace) -> int:
             raise
         finally:  # an interrupt or an error still leaves the results of the images done so far
             writing.append(True)  # (set in the except above too: its stop line is not to be cut either)
-            if stopped is None or n_done > 0:
+            if n_done > 0:
                 # this run's files replace the earlier run's: predictions.json and overlays/ of the same
-                # images
+                # images; a run that read none of its images (all skipped) leaves them as they were: an
+                # empty predictions.json would replace good results with nothing
                 writer.finish()
                 removed = 0 if args.no_overlays else _remove_earlier_overlays(
                     out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
@@ -1010,6 +1011,12 @@ def run(args: argparse.Namespace) -> int:
     if too_large:
         print(too_large, file=sys.stderr)
     listing = reason_counts(reasons)
+    if n_done == 0:  # every image skipped: nothing is done, and the earlier run's files were not touched
+        kept = f"; {out_dir} is as it was" if (earlier_results or earlier_overlays) else \
+            "; no predictions.json written"
+        print(f"maskrcnn predict: none of the {len(files)} input image(s) could be read ({listing}){kept}",
+              file=sys.stderr)
+        return 1
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped"
         + (f" ({listing}), " if listing else ", ")
