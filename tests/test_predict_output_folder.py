@@ -62,3 +62,29 @@ def test_a_run_that_reads_some_images_counts_the_skipped_ones_and_succeeds(check
     err = capsys.readouterr().err
     assert "done: 1 image(s)" in err and "1 skipped (1 unreadable_image)" in err
     assert len({r["file_name"] for r in json.loads((tmp_path / "out" / "predictions.json").read_text())}) == 1
+
+
+def test_a_rerun_into_the_images_folder_predicts_none_of_the_first_runs_files(checkpoint, tmp_path, capsys):
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    _image(images / "b.png", value=30)
+    flags = ("--export", "labelme,yolo,masks,cutouts")
+    for _ in range(2):
+        assert _predict(checkpoint, images, images, flags=flags) == 0
+        names = {r["file_name"] for r in json.loads((images / "predictions.json").read_text())}
+        assert {n.rsplit("/", 1)[-1] for n in names} == {"a.png", "b.png"}
+    err = capsys.readouterr().err
+    assert "2 image file(s)" in err.split("loaded", 2)[2]  # the second run's count: its own PNGs left out
+
+
+def test_an_earlier_runs_folder_is_known_by_its_lists_without_predictions_json(tmp_path):
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "old/overlays/a.png", "old2/masks/a.png", "mine/overlays/c.png", "mine/masks/d.png"):
+        _image(images / rel)
+    (images / "old" / "overlays" / "written.json").write_text('{"files": ["a.png"]}')  # predictions.json gone
+    (images / "old2" / "masks" / "written.json").write_text('{"files": ["a.png"]}')  # a --no-overlays run's
+    found = expand_inputs([images])
+    assert [p.relative_to(images).as_posix() for p in found] == ["a.png", "mine/masks/d.png",
+                                                                 "mine/overlays/c.png"]

@@ -258,7 +258,8 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
     if in_output:
         print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
-              "(overlays of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
+              "(a run's overlays/ and export folders: in --output, or a folder holding predictions.json or "
+              "overlays/written.json)", file=sys.stderr)
     return files
 
 
@@ -336,28 +337,55 @@ def shown_path(path) -> str:
     return display_name(path)
 
 
+OVERLAYS_DIR = "overlays"
+RESULT_FILES = ("predictions.json", "predictions.partial.jsonl")
+# the lists of the files a run wrote (data/pre_annotations/written_files), in each folder it writes
+_WRITTEN_LISTS = ("written.json", "written.partial.jsonl")
+
+
+def run_folder_names() -> frozenset:
+    """The folders a ``predict`` run writes in its ``--output``: ``overlays`` and every ``--export``
+    format's, taken from the exports' own list of what they write (``export_locations``), so that a new
+    format's folder is left out of the inputs too."""
+    from maskrcnn.data.pre_annotations.export import export_locations
+    from maskrcnn.data.pre_annotations.export_args import EXPORT_FORMATS
+
+    written = export_locations(Path(), EXPORT_FORMATS)
+    return frozenset({OVERLAYS_DIR} | {path.parts[0] for path, _, kind in written if kind == "folder"})
+
+
 class _OutputFolders:
-    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), or a folder
-    holding ``predictions.json`` or ``predictions.partial.jsonl``. Each folder's answer is remembered, so
-    that a folder of 10,000 images is looked at on disk once, not once per file. For one listing: files
-    written meanwhile are not seen."""
+    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), a folder
+    holding ``predictions.json`` or ``predictions.partial.jsonl``, or one whose ``overlays/`` holds the
+    list of the overlays a run wrote (``written.json``: its predictions.json may have been deleted). Each
+    folder's answer is remembered, so that a folder of 10,000 images is looked at on disk once, not once
+    per file. For one listing: files written meanwhile are not seen."""
 
     def __init__(self, outputs: set):
         self.outputs = set(outputs)
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
+        self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
         if folder not in self._is_output:
             self._is_output[folder] = folder in self.outputs or any(
-                (folder / name).is_file() for name in ("predictions.json", "predictions.partial.jsonl"))
+                (folder / name).is_file() for name in RESULT_FILES) or self._listed(folder / OVERLAYS_DIR)
         return self._is_output[folder]
 
+    @staticmethod
+    def _listed(folder: Path) -> bool:
+        """Whether ``folder`` holds a run's list of the files it wrote there."""
+        return any((folder / name).is_file() for name in _WRITTEN_LISTS)
+
     def inside(self, folder: Path, top: Path) -> bool:
-        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the
-        ``overlays`` folder of one (``top`` itself may be an output: ``--output`` the images folder): its
-        parents walked up to ``top``, each looked at on disk once per run (``is_output``)."""
+        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or one of the
+        folders a run writes in one (overlays/, masks/, cutouts/, labelme/, yolo/: ``run_folder_names``;
+        ``top`` itself may be an output: ``--output`` the images folder), or such a folder holding a run's
+        list of the files it wrote (``written.json``: a --no-overlays run's masks/): its parents walked up
+        to ``top``, each looked at on disk once per run (``is_output``)."""
         while folder != top and top in folder.parents:
-            if self.is_output(folder) or (folder.name == "overlays" and self.is_output(folder.parent)):
+            if self.is_output(folder) or (folder.name in self._run_folders and (
+                    self.is_output(folder.parent) or self._listed(folder))):
                 return True
             folder = folder.parent
         return False
