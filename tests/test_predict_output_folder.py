@@ -88,3 +88,13 @@ def test_an_earlier_runs_folder_is_known_by_its_lists_without_predictions_json(t
     found = expand_inputs([images])
     assert [p.relative_to(images).as_posix() for p in found] == ["a.png", "mine/masks/d.png",
                                                                  "mine/overlays/c.png"]
+
+
+def test_the_rerun_note_counts_the_images_with_detections_as_such(tmp_path):
+    from maskrcnn.commands import predict
+
+    out = tmp_path / "out"
+    out.mkdir()
+    records = [{"image_id": i, "file_name": f"{i}.png", "score": 0.5} for i in (1, 1, 2)]
+    (out / "predictions.json").write_text(json.dumps(records))  # images without detections have no record
+    assert predict._earlier_run(out)[0] == "2 image(s) with detections in its predictions"

@@ -497,10 +497,10 @@ LARGE_RESULTS_BYTES = 64 * 1024 * 1024
 
 def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
     """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
-    results ("3 image(s) in its predictions", or a large file's size; "" when there are none; ``listed``,
+    results ("3 image(s) with detections in its predictions", or a large file's size; "" when there are none; ``listed``,
     the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the images drawn
     without detections too, which have no record, when the list is known to be the same run's as the
-    records (each names its overlay, and each of those is listed): "3 image(s) in its predictions, 1 more
+    records (each names its overlay, and each of those is listed): "3 image(s) with detections in its predictions, 1 more
     drawn without detections"), the PNGs
     under overlays/, the stems of the images named (``file_name``) by its records that have no
     ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
@@ -535,7 +535,7 @@ def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
             same_run = bool(records) and all(isinstance(r.get("overlay"), str) for r in records) \
                 and paths <= listed_paths
             bare = len(listed_paths - paths) if same_run else 0
-            words = ", ".join(([f"{len(names)} image(s) in its predictions"] if names else [])
+            words = ", ".join(([f"{len(names)} image(s) with detections in its predictions"] if names else [])
                               + ([f"{bare} more drawn without detections"] if bare else []))
     except (OSError, ValueError, UnicodeDecodeError):
         pass
