@@ -98,3 +98,36 @@ def test_the_rerun_note_counts_the_images_with_detections_as_such(tmp_path):
     records = [{"image_id": i, "file_name": f"{i}.png", "score": 0.5} for i in (1, 1, 2)]
     (out / "predictions.json").write_text(json.dumps(records))  # images without detections have no record
     assert predict._earlier_run(out)[0] == "2 image(s) with detections in its predictions"
+
+
+def test_output_folder_problems_are_said_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch):
+    from maskrcnn import io_utils
+
+    image = _image(tmp_path / "a.png")
+    (tmp_path / "oc").mkdir()
+    (tmp_path / "oc" / "overlays").write_text("x")  # a file where the overlays folder goes
+    (tmp_path / "od" / "predictions.json").mkdir(parents=True)  # a folder where the results file goes
+    assert _predict("missing.pth", tmp_path / "oc", image) == 1  # said before the weights are looked at
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'oc' / 'overlays'} is a file where predict writes its overlays folder" in err
+    assert "missing.pth" not in err
+    assert _predict(checkpoint, tmp_path / "oc", image, flags=("--no-overlays",)) == 0  # none drawn: fine
+    assert _predict("missing.pth", tmp_path / "od", image) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'od' / 'predictions.json'} is a folder where predict writes its results file" in err
+    assert not list((tmp_path / "od").glob("overlays"))
+    # a parent that refuses new files (root writes in a read-only folder: the refusal is faked)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = io_utils.create_temp_file
+
+    def refuse(folder, **kwargs):
+        if str(folder) == str(locked):
+            raise PermissionError(13, "Permission denied")
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(io_utils, "create_temp_file", refuse)
+    assert _predict("missing.pth", locked / "new" / "out", image) == 1
+    err = capsys.readouterr().err
+    assert f"--output {locked / 'new' / 'out'}: cannot be made: {locked} refuses new files (Permission " \
+           "denied)" in err

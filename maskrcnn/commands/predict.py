@@ -343,6 +343,38 @@ RESULT_FILES = ("predictions.json", "predictions.partial.jsonl")
 _WRITTEN_LISTS = ("written.json", "written.partial.jsonl")
 
 
+def check_run_folder(out_dir: Path, *, overlays: bool) -> None:
+    """Refuse, before the model loads, an ``--output`` where the run's own files cannot go: a folder where
+    ``predictions.json`` (or its side file) goes, a file where ``overlays/`` goes (``overlays``: drawn),
+    or a folder still to be made whose nearest existing parent refuses new files (one real file made
+    and removed there, as ``io_utils.check_output_dir`` does for an existing one). Else each is found
+    after the model loaded, or after every image was predicted. ValueError naming the path."""
+    from maskrcnn.io_utils import create_temp_file
+
+    problems = [f"{out_dir / name} is a folder where predict writes its results file"
+                for name in RESULT_FILES if (out_dir / name).is_dir()]
+    folder = out_dir / OVERLAYS_DIR
+    if overlays and (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        problems.append(f"{folder} is a file where predict writes its overlays folder")
+    if problems:
+        drawn = ", or give --no-overlays" if any(p.endswith("overlays folder") for p in problems) else ""
+        raise ValueError("; ".join(problems) + f" (move it away or choose another --output{drawn}): nothing "
+                         "predicted")
+    if out_dir.exists():
+        return  # an existing folder was checked for writes by check_output_dir
+    parent = next(p for p in out_dir.absolute().parents if p.exists())
+    try:
+        fd, probe = create_temp_file(parent, prefix=".write-check.", suffix=".tmp")
+    except OSError as e:
+        raise ValueError(f"--output {out_dir}: cannot be made: {parent} refuses new files "
+                         f"({e.strerror or e}); choose another --output") from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:  # as a temporary file of a killed write: io_utils.remove_stale_temps takes it later
+        pass
+
+
 def run_folder_names() -> frozenset:
     """The folders a ``predict`` run writes in its ``--output``: ``overlays`` and every ``--export``
     format's, taken from the exports' own list of what they write (``export_locations``), so that a new
@@ -497,11 +529,11 @@ LARGE_RESULTS_BYTES = 64 * 1024 * 1024
 
 def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
     """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
-    results ("3 image(s) with detections in its predictions", or a large file's size; "" when there are none; ``listed``,
-    the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the images drawn
-    without detections too, which have no record, when the list is known to be the same run's as the
-    records (each names its overlay, and each of those is listed): "3 image(s) with detections in its predictions, 1 more
-    drawn without detections"), the PNGs
+    results ("3 image(s) with detections in its predictions", or a large file's size; "" when there are
+    none; ``listed``, the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the
+    images drawn without detections too, which have no record, when the list is known to be the same
+    run's as the records (each names its overlay, and each of those is listed): "3 image(s) with
+    detections in its predictions, 1 more drawn without detections"), the PNGs
     under overlays/, the stems of the images named (``file_name``) by its records that have no
     ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
     with the field says where its overlay is, and a flat PNG of the same stem is not its) and the overlay
@@ -766,6 +798,7 @@ def run(args: argparse.Namespace) -> int:
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1
+    check_run_folder(out_dir, overlays=bool(files) and not args.no_overlays)
     video_options = predict_video.video_options_given(args)  # --every, --start, ... given
     if video_options and not videos:
         print(f"maskrcnn predict: note: {', '.join(video_options)} "

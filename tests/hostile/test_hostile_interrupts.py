@@ -193,8 +193,8 @@ def test_predict_into_an_earlier_runs_folder_stopped_by_ctrl_c(tiny_weights, tmp
                "--output", str(out), "--device", "cpu", "--batch-size", "1", "--score-thresh", "0"])
     err = capsys.readouterr().err
     assert rc == 130
-    assert (f"note: {out} holds an earlier run's results (3 image(s) with detections in its predictions, 3 overlay(s)): this "
-            "run's replace them once its first image is done") in err, err
+    assert (f"note: {out} holds an earlier run's results (3 image(s) with detections in its predictions, "
+            "3 overlay(s)): this run's replace them once its first image is done") in err, err
     if images_done == 0:
         assert (f"interrupted: after 0 of 2 images; nothing written; the earlier run's results in {out} "
                 "are as they were") in err, err
@@ -361,7 +361,8 @@ def test_the_note_counts_images_without_detections_only_from_the_records_own_run
     capsys.readouterr()
     assert main(["predict", images[0], *args]) == 0
     err = capsys.readouterr().err
-    assert "holds an earlier run's results (1 image(s) with detections in its predictions, 2 overlay(s)): " in err, err
+    assert "holds an earlier run's results (1 image(s) with detections in its predictions, 2 overlay(s)): " \
+        in err, err
 
 
 def test_the_note_counts_images_drawn_without_detections_by_the_same_run(tmp_path):
