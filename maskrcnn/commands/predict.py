@@ -26,7 +26,8 @@ and skipped; the summary counts it by reason (``unreadable_image``, ``image_too_
 pixel limit and how to raise it, ``prediction_failed``). Results are written as they are produced
 (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at the end,
 also after an error or an interrupt), so one bad image late in a folder loses nothing. An ``--output``
-that holds an earlier run's results is said up front (how many images, how many overlays; of a results
+that holds an earlier run's results is said up front (how many images with detections, how many
+overlays; of a results
 file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once its first
 image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses the earlier
 run's overlays of images this run did not draw (those listed in ``overlays/written.json``, each run's list
@@ -35,7 +36,9 @@ runs that wrote flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images 
 sub-folders left empty go too; counted in a line), also when it is stopped by Ctrl-C or an error later
 on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under
 ``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
-is written, the stop line says so) are left untouched. Ctrl-C says how many images were written and
+is written, the stop line says so) are left untouched, and so are they when none of the images could
+be read (every one skipped: a line says so, exit status 1). What the run writes in ``--output`` is
+checked before the model loads (``check_run_folder``). Ctrl-C says how many images were written and
 where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
 (``stop_signals``): the images being predicted (one window of ``--batch-size``) are finished, the
 results and exports of the images done are written, "stopped by SIGTERM: ..." and exit status 143 (a
@@ -181,8 +184,10 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
-    ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out: an output folder
-    inside the images folder would otherwise have its own overlays predicted, more each run. ``outputs``:
+    ``output`` of this run, or a sub-folder holding ``predictions.json`` or ``overlays/written.json``)
+    are left out, and so are, when the output is the images folder itself, the folders a run writes in it
+    (``run_folder_names``: overlays/, masks/, cutouts/, ...): an output folder inside the images folder
+    would otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
     an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None).
 
     Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
