@@ -42,7 +42,7 @@ def test_a_run_that_reads_no_image_fails_and_leaves_the_earlier_results(checkpoi
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     assert _predict(checkpoint, out, broken) == 1
     err = capsys.readouterr().err
-    assert "none of the 1 input image(s) could be read (1 unreadable_image)" in err
+    assert "none of the 1 input image(s) could be predicted: 1 skipped (1 unreadable_image)" in err
     assert "done:" not in err and "removed" not in err
     assert (out / "predictions.json").read_bytes() == before  # not replaced by an empty list
     assert sorted(p.name for p in (out / "overlays").iterdir()) == overlays
@@ -50,7 +50,7 @@ def test_a_run_that_reads_no_image_fails_and_leaves_the_earlier_results(checkpoi
     small_pixel_limit(monkeypatch)
     assert _predict(checkpoint, out, _image(tmp_path / "big.png", side=80)) == 1
     err = capsys.readouterr().err
-    assert "none of the 1 input image(s) could be read (1 image_too_large)" in err
+    assert "none of the 1 input image(s) could be predicted: 1 skipped (1 image_too_large)" in err
     assert (out / "predictions.json").read_bytes() == before
 
 
@@ -131,3 +131,14 @@ def test_output_folder_problems_are_said_before_the_model_loads(checkpoint, tmp_
     err = capsys.readouterr().err
     assert f"--output {locked / 'new' / 'out'}: cannot be made: {locked} refuses new files (Permission " \
            "denied)" in err
+
+
+def test_images_too_small_for_the_model_are_warned_about_and_counted(checkpoint, tmp_path, capsys):
+    images = tmp_path / "in"
+    _image(images / "ok.png")
+    _image(images / "dot.png", side=1)
+    _image(images / "thin.png", side=8)
+    assert _predict(checkpoint, tmp_path / "out", images, flags=("--no-overlays",)) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 image(s) under 16 px on their shorter side (dot.png 1x1, thin.png 8x8): enlarged " \
+           "for the model" in err

@@ -437,6 +437,11 @@ def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
         outputs.inside(key.parent, Path(p).resolve()) for p in inputs if Path(p).is_dir())
 
 
+# An image whose shorter side is under this many pixels is enlarged tens of times to the model's input
+# size (a 1x1 image some 800 times), where a random-looking blow-up gives confident detections of nothing:
+# warned about, counted, and predicted all the same
+TINY_IMAGE_PX = 16
+
 # Memory of predicting one large image beyond the model's own, measured on the CPU with its overlay: about
 # 32 bytes per pixel (40 MP: 1.9 GB in all, 100 MP: 3.8 GB), so an image at the 179 MP limit needs about
 # 6 GB. Said once per run, from this size on.
@@ -917,6 +922,7 @@ def run(args: argparse.Namespace) -> int:
     width = len(str(len(files)))
 
     reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
+    tiny = []  # "name WxH" of the images predicted that are under TINY_IMAGE_PX on their shorter side
     large_said = []  # non-empty once an image's memory was warned about (large_image_note)
 
     def warn_large(paths):  # before the images are decoded: from their headers, once per run
@@ -1004,6 +1010,8 @@ def run(args: argparse.Namespace) -> int:
                         atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
                     n_done += 1
                     H, W = image.shape[-2:]
+                    if min(H, W) < TINY_IMAGE_PX:
+                        tiny.append(f"{_overlay_file_name(path, root)} {W}x{H}")
                     if export is not None:
                         export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
                     print(
@@ -1080,9 +1088,17 @@ def run(args: argparse.Namespace) -> int:
     if n_done == 0:  # every image skipped: nothing is done, and the earlier run's files were not touched
         kept = f"; {out_dir} is as it was" if (earlier_results or earlier_overlays) else \
             "; no predictions.json written"
-        print(f"maskrcnn predict: none of the {len(files)} input image(s) could be read ({listing}){kept}",
+        print(f"maskrcnn predict: none of the {len(files)} input image(s) could be predicted: {len(skipped)} "
+              f"skipped ({listing}){kept}",
               file=sys.stderr)
         return 1
+    if tiny:
+        from maskrcnn.listing import short_listing
+
+        print(f"warning: {len(tiny)} image(s) under {TINY_IMAGE_PX} px on their shorter side "
+              f"({short_listing(tiny, limit=3)}): enlarged for the model (to "
+              f"{predictor.cfg.input.min_size_test} px), so their detections are unreliable (objects "
+              "found in a few blown-up pixels)", file=sys.stderr)
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped"
         + (f" ({listing}), " if listing else ", ")
