@@ -26,7 +26,8 @@ and skipped; the summary counts it by reason (``unreadable_image``, ``image_too_
 pixel limit and how to raise it, ``prediction_failed``). Results are written as they are produced
 (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at the end,
 also after an error or an interrupt), so one bad image late in a folder loses nothing. An ``--output``
-that holds an earlier run's results is said up front (how many images, how many overlays; of a results
+that holds an earlier run's results is said up front (how many images with detections, how many
+overlays; of a results
 file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once its first
 image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses the earlier
 run's overlays of images this run did not draw (those listed in ``overlays/written.json``, each run's list
@@ -35,7 +36,9 @@ runs that wrote flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images 
 sub-folders left empty go too; counted in a line), also when it is stopped by Ctrl-C or an error later
 on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under
 ``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
-is written, the stop line says so) are left untouched. Ctrl-C says how many images were written and
+is written, the stop line says so) are left untouched, and so are they when none of the images could
+be read (every one skipped: a line says so, exit status 1). What the run writes in ``--output`` is
+checked before the model loads (``check_run_folder``). Ctrl-C says how many images were written and
 where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
 (``stop_signals``): the images being predicted (one window of ``--batch-size``) are finished, the
 results and exports of the images done are written, "stopped by SIGTERM: ..." and exit status 143 (a
@@ -181,8 +184,10 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
-    ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out: an output folder
-    inside the images folder would otherwise have its own overlays predicted, more each run. ``outputs``:
+    ``output`` of this run, or a sub-folder holding ``predictions.json`` or ``overlays/written.json``)
+    are left out, and so are, when the output is the images folder itself, the folders a run writes in it
+    (``run_folder_names``: overlays/, masks/, cutouts/, ...): an output folder inside the images folder
+    would otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
     an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None).
 
     Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
@@ -258,7 +263,8 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
     if in_output:
         print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
-              "(overlays of a run: a folder holding predictions.json, or --output)", file=sys.stderr)
+              "(a run's overlays/ and export folders: in --output, or a folder holding predictions.json or "
+              "overlays/written.json)", file=sys.stderr)
     return files
 
 
@@ -336,28 +342,87 @@ def shown_path(path) -> str:
     return display_name(path)
 
 
+OVERLAYS_DIR = "overlays"
+RESULT_FILES = ("predictions.json", "predictions.partial.jsonl")
+# the lists of the files a run wrote (data/pre_annotations/written_files), in each folder it writes
+_WRITTEN_LISTS = ("written.json", "written.partial.jsonl")
+
+
+def check_run_folder(out_dir: Path, *, overlays: bool) -> None:
+    """Refuse, before the model loads, an ``--output`` where the run's own files cannot go: a folder where
+    ``predictions.json`` (or its side file) goes, a file where ``overlays/`` goes (``overlays``: drawn),
+    or a folder still to be made whose nearest existing parent refuses new files (one real file made
+    and removed there, as ``io_utils.check_output_dir`` does for an existing one). Else each is found
+    after the model loaded, or after every image was predicted. ValueError naming the path."""
+    from maskrcnn.io_utils import create_temp_file
+
+    problems = [f"{out_dir / name} is a folder where predict writes its results file"
+                for name in RESULT_FILES if (out_dir / name).is_dir()]
+    folder = out_dir / OVERLAYS_DIR
+    if overlays and (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        problems.append(f"{folder} is a file where predict writes its overlays folder")
+    if problems:
+        drawn = ", or give --no-overlays" if any(p.endswith("overlays folder") for p in problems) else ""
+        raise ValueError("; ".join(problems) + f" (move it away or choose another --output{drawn}): nothing "
+                         "predicted")
+    if out_dir.exists():
+        return  # an existing folder was checked for writes by check_output_dir
+    parent = next(p for p in out_dir.absolute().parents if p.exists())
+    try:
+        fd, probe = create_temp_file(parent, prefix=".write-check.", suffix=".tmp")
+    except OSError as e:
+        raise ValueError(f"--output {out_dir}: cannot be made: {parent} refuses new files "
+                         f"({e.strerror or e}); choose another --output") from None
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:  # as a temporary file of a killed write: io_utils.remove_stale_temps takes it later
+        pass
+
+
+def run_folder_names() -> frozenset:
+    """The folders a ``predict`` run writes in its ``--output``: ``overlays`` and every ``--export``
+    format's, taken from the exports' own list of what they write (``export_locations``), so that a new
+    format's folder is left out of the inputs too."""
+    from maskrcnn.data.pre_annotations.export import export_locations
+    from maskrcnn.data.pre_annotations.export_args import EXPORT_FORMATS
+
+    written = export_locations(Path(), EXPORT_FORMATS)
+    return frozenset({OVERLAYS_DIR} | {path.parts[0] for path, _, kind in written if kind == "folder"})
+
+
 class _OutputFolders:
-    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), or a folder
-    holding ``predictions.json`` or ``predictions.partial.jsonl``. Each folder's answer is remembered, so
-    that a folder of 10,000 images is looked at on disk once, not once per file. For one listing: files
-    written meanwhile are not seen."""
+    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), a folder
+    holding ``predictions.json`` or ``predictions.partial.jsonl``, or one whose ``overlays/`` holds the
+    list of the overlays a run wrote (``written.json``: its predictions.json may have been deleted). Each
+    folder's answer is remembered, so that a folder of 10,000 images is looked at on disk once, not once
+    per file. For one listing: files written meanwhile are not seen."""
 
     def __init__(self, outputs: set):
         self.outputs = set(outputs)
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
+        self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
         if folder not in self._is_output:
             self._is_output[folder] = folder in self.outputs or any(
-                (folder / name).is_file() for name in ("predictions.json", "predictions.partial.jsonl"))
+                (folder / name).is_file() for name in RESULT_FILES) or self._listed(folder / OVERLAYS_DIR)
         return self._is_output[folder]
 
+    @staticmethod
+    def _listed(folder: Path) -> bool:
+        """Whether ``folder`` holds a run's list of the files it wrote there."""
+        return any((folder / name).is_file() for name in _WRITTEN_LISTS)
+
     def inside(self, folder: Path, top: Path) -> bool:
-        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the
-        ``overlays`` folder of one (``top`` itself may be an output: ``--output`` the images folder): its
-        parents walked up to ``top``, each looked at on disk once per run (``is_output``)."""
+        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or one of the
+        folders a run writes in one (overlays/, masks/, cutouts/, labelme/, yolo/: ``run_folder_names``;
+        ``top`` itself may be an output: ``--output`` the images folder), or such a folder holding a run's
+        list of the files it wrote (``written.json``: a --no-overlays run's masks/): its parents walked up
+        to ``top``, each looked at on disk once per run (``is_output``)."""
         while folder != top and top in folder.parents:
-            if self.is_output(folder) or (folder.name == "overlays" and self.is_output(folder.parent)):
+            if self.is_output(folder) or (folder.name in self._run_folders and (
+                    self.is_output(folder.parent) or self._listed(folder))):
                 return True
             folder = folder.parent
         return False
@@ -371,6 +436,11 @@ def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
     return not any(Path(p).resolve() == key for p in inputs) and any(
         outputs.inside(key.parent, Path(p).resolve()) for p in inputs if Path(p).is_dir())
 
+
+# An image whose shorter side is under this many pixels is enlarged tens of times to the model's input
+# size (a 1x1 image some 800 times), where a random-looking blow-up gives confident detections of nothing:
+# warned about, counted, and predicted all the same
+TINY_IMAGE_PX = 16
 
 # Memory of predicting one large image beyond the model's own, measured on the CPU with its overlay: about
 # 32 bytes per pixel (40 MP: 1.9 GB in all, 100 MP: 3.8 GB), so an image at the 179 MP limit needs about
@@ -469,11 +539,11 @@ LARGE_RESULTS_BYTES = 64 * 1024 * 1024
 
 def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
     """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
-    results ("3 image(s) in its predictions", or a large file's size; "" when there are none; ``listed``,
-    the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the images drawn
-    without detections too, which have no record, when the list is known to be the same run's as the
-    records (each names its overlay, and each of those is listed): "3 image(s) in its predictions, 1 more
-    drawn without detections"), the PNGs
+    results ("3 image(s) with detections in its predictions", or a large file's size; "" when there are
+    none; ``listed``, the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the
+    images drawn without detections too, which have no record, when the list is known to be the same
+    run's as the records (each names its overlay, and each of those is listed): "3 image(s) with
+    detections in its predictions, 1 more drawn without detections"), the PNGs
     under overlays/, the stems of the images named (``file_name``) by its records that have no
     ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
     with the field says where its overlay is, and a flat PNG of the same stem is not its) and the overlay
@@ -507,7 +577,7 @@ def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
             same_run = bool(records) and all(isinstance(r.get("overlay"), str) for r in records) \
                 and paths <= listed_paths
             bare = len(listed_paths - paths) if same_run else 0
-            words = ", ".join(([f"{len(names)} image(s) in its predictions"] if names else [])
+            words = ", ".join(([f"{len(names)} image(s) with detections in its predictions"] if names else [])
                               + ([f"{bare} more drawn without detections"] if bare else []))
     except (OSError, ValueError, UnicodeDecodeError):
         pass
@@ -738,6 +808,7 @@ def run(args: argparse.Namespace) -> int:
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1
+    check_run_folder(out_dir, overlays=bool(files) and not args.no_overlays)
     video_options = predict_video.video_options_given(args)  # --every, --start, ... given
     if video_options and not videos:
         print(f"maskrcnn predict: note: {', '.join(video_options)} "
@@ -851,6 +922,7 @@ def run(args: argparse.Namespace) -> int:
     width = len(str(len(files)))
 
     reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
+    tiny = []  # "name WxH" of the images predicted that are under TINY_IMAGE_PX on their shorter side
     large_said = []  # non-empty once an image's memory was warned about (large_image_note)
 
     def warn_large(paths):  # before the images are decoded: from their headers, once per run
@@ -938,6 +1010,8 @@ def run(args: argparse.Namespace) -> int:
                         atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
                     n_done += 1
                     H, W = image.shape[-2:]
+                    if min(H, W) < TINY_IMAGE_PX:
+                        tiny.append(f"{_overlay_file_name(path, root)} {W}x{H}")
                     if export is not None:
                         export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
                     print(
@@ -972,9 +1046,10 @@ def run(args: argparse.Namespace) -> int:
             raise
         finally:  # an interrupt or an error still leaves the results of the images done so far
             writing.append(True)  # (set in the except above too: its stop line is not to be cut either)
-            if stopped is None or n_done > 0:
+            if n_done > 0:
                 # this run's files replace the earlier run's: predictions.json and overlays/ of the same
-                # images
+                # images; a run that read none of its images (all skipped) leaves them as they were: an
+                # empty predictions.json would replace good results with nothing
                 writer.finish()
                 removed = 0 if args.no_overlays else _remove_earlier_overlays(
                     out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
@@ -1010,6 +1085,20 @@ def run(args: argparse.Namespace) -> int:
     if too_large:
         print(too_large, file=sys.stderr)
     listing = reason_counts(reasons)
+    if n_done == 0:  # every image skipped: nothing is done, and the earlier run's files were not touched
+        kept = f"; {out_dir} is as it was" if (earlier_results or earlier_overlays) else \
+            "; no predictions.json written"
+        print(f"maskrcnn predict: none of the {len(files)} input image(s) could be predicted: {len(skipped)} "
+              f"skipped ({listing}){kept}",
+              file=sys.stderr)
+        return 1
+    if tiny:
+        from maskrcnn.listing import short_listing
+
+        print(f"warning: {len(tiny)} image(s) under {TINY_IMAGE_PX} px on their shorter side "
+              f"({short_listing(tiny, limit=3)}): enlarged for the model (to "
+              f"{predictor.cfg.input.min_size_test} px), so their detections are unreliable (objects "
+              "found in a few blown-up pixels)", file=sys.stderr)
     print(
         f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped"
         + (f" ({listing}), " if listing else ", ")

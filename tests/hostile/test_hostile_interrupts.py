@@ -193,8 +193,8 @@ def test_predict_into_an_earlier_runs_folder_stopped_by_ctrl_c(tiny_weights, tmp
                "--output", str(out), "--device", "cpu", "--batch-size", "1", "--score-thresh", "0"])
     err = capsys.readouterr().err
     assert rc == 130
-    assert (f"note: {out} holds an earlier run's results (3 image(s) in its predictions, 3 overlay(s)): this "
-            "run's replace them once its first image is done") in err, err
+    assert (f"note: {out} holds an earlier run's results (3 image(s) with detections in its predictions, "
+            "3 overlay(s)): this run's replace them once its first image is done") in err, err
     if images_done == 0:
         assert (f"interrupted: after 0 of 2 images; nothing written; the earlier run's results in {out} "
                 "are as they were") in err, err
@@ -361,7 +361,8 @@ def test_the_note_counts_images_without_detections_only_from_the_records_own_run
     capsys.readouterr()
     assert main(["predict", images[0], *args]) == 0
     err = capsys.readouterr().err
-    assert "holds an earlier run's results (1 image(s) in its predictions, 2 overlay(s)): " in err, err
+    assert "holds an earlier run's results (1 image(s) with detections in its predictions, 2 overlay(s)): " \
+        in err, err
 
 
 def test_the_note_counts_images_drawn_without_detections_by_the_same_run(tmp_path):
@@ -375,9 +376,9 @@ def test_the_note_counts_images_drawn_without_detections_by_the_same_run(tmp_pat
     (out / "predictions.json").write_text(json.dumps(records))
     # the list names the records' overlay and one more: b, drawn by that run without detections
     assert predict._earlier_run(out, listed={"a.png", "b.png"})[0] == \
-        "1 image(s) in its predictions, 1 more drawn without detections"
+        "1 image(s) with detections in its predictions, 1 more drawn without detections"
     # a list that lacks a record's overlay is another run's: nothing is claimed of its other overlays
-    assert predict._earlier_run(out, listed={"b.png"})[0] == "1 image(s) in its predictions"
+    assert predict._earlier_run(out, listed={"b.png"})[0] == "1 image(s) with detections in its predictions"
     (out / "predictions.json").write_text("[]")  # every image without detections, or a --no-overlays run's
     assert predict._earlier_run(out, listed={"a.png", "b.png"})[:2] == ("", 2)
 
@@ -394,7 +395,7 @@ def test_a_large_earlier_predictions_file_is_not_read_for_the_note(tmp_path, mon
     assert words == "predictions.json of 0 MB, not read to count its images" and overlays == 3
     assert sorted(parsed) == ['"a.png"', '"old1.png"', '"old2.png"']  # the names only, not the records
     monkeypatch.undo()
-    assert predict._earlier_run(out)[0] == "3 image(s) in its predictions"
+    assert predict._earlier_run(out)[0] == "3 image(s) with detections in its predictions"
     stems_small = predict._earlier_run(out)[2]
     assert stems == stems_small == {"a", "old1", "old2"} and paths == set()
 

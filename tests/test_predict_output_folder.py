@@ -1,0 +1,144 @@
+"""``maskrcnn predict`` and its output folder: a run that reads no image leaves the earlier run's results
+as they were and fails; a re-run into the images folder never predicts its own output; output folder
+problems are said before the model loads."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pixel_limit import small_pixel_limit
+from tiny_model import save_cat_dog_checkpoint  # tests/ is on the path
+
+from maskrcnn.cli import main
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_cat_dog_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pth")
+
+
+def _image(path, side=40, value=90):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((side, side, 3), value, np.uint8)).save(path)
+    return path
+
+
+def _predict(checkpoint, out, *inputs, flags=()):
+    return main(["predict", "--weights", str(checkpoint), *map(str, inputs), "--output", str(out),
+                 "--device", "cpu", "--score-thresh", "0", *flags])
+
+
+def test_a_run_that_reads_no_image_fails_and_leaves_the_earlier_results(checkpoint, tmp_path, capsys,
+                                                                       monkeypatch):
+    out = tmp_path / "out"
+    assert _predict(checkpoint, out, _image(tmp_path / "good.png")) == 0
+    before = (out / "predictions.json").read_bytes()
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    capsys.readouterr()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert _predict(checkpoint, out, broken) == 1
+    err = capsys.readouterr().err
+    assert "none of the 1 input image(s) could be predicted: 1 skipped (1 unreadable_image)" in err
+    assert "done:" not in err and "removed" not in err
+    assert (out / "predictions.json").read_bytes() == before  # not replaced by an empty list
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == overlays
+    # one image over the pixel limit alone: the same
+    small_pixel_limit(monkeypatch)
+    assert _predict(checkpoint, out, _image(tmp_path / "big.png", side=80)) == 1
+    err = capsys.readouterr().err
+    assert "none of the 1 input image(s) could be predicted: 1 skipped (1 image_too_large)" in err
+    assert (out / "predictions.json").read_bytes() == before
+
+
+def test_a_run_that_reads_some_images_counts_the_skipped_ones_and_succeeds(checkpoint, tmp_path, capsys):
+    broken = tmp_path / "in" / "broken.jpg"
+    _image(tmp_path / "in" / "good.png")
+    broken.write_bytes(b"not a jpeg")
+    assert _predict(checkpoint, tmp_path / "out", tmp_path / "in") == 0
+    err = capsys.readouterr().err
+    assert "done: 1 image(s)" in err and "1 skipped (1 unreadable_image)" in err
+    assert len({r["file_name"] for r in json.loads((tmp_path / "out" / "predictions.json").read_text())}) == 1
+
+
+def test_a_rerun_into_the_images_folder_predicts_none_of_the_first_runs_files(checkpoint, tmp_path, capsys):
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    _image(images / "b.png", value=30)
+    flags = ("--export", "labelme,yolo,masks,cutouts")
+    for _ in range(2):
+        assert _predict(checkpoint, images, images, flags=flags) == 0
+        names = {r["file_name"] for r in json.loads((images / "predictions.json").read_text())}
+        assert {n.rsplit("/", 1)[-1] for n in names} == {"a.png", "b.png"}
+    err = capsys.readouterr().err
+    assert "2 image file(s)" in err.split("loaded", 2)[2]  # the second run's count: its own PNGs left out
+
+
+def test_an_earlier_runs_folder_is_known_by_its_lists_without_predictions_json(tmp_path):
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "old/overlays/a.png", "old2/masks/a.png", "mine/overlays/c.png", "mine/masks/d.png"):
+        _image(images / rel)
+    (images / "old" / "overlays" / "written.json").write_text('{"files": ["a.png"]}')  # predictions.json gone
+    (images / "old2" / "masks" / "written.json").write_text('{"files": ["a.png"]}')  # a --no-overlays run's
+    found = expand_inputs([images])
+    assert [p.relative_to(images).as_posix() for p in found] == ["a.png", "mine/masks/d.png",
+                                                                 "mine/overlays/c.png"]
+
+
+def test_the_rerun_note_counts_the_images_with_detections_as_such(tmp_path):
+    from maskrcnn.commands import predict
+
+    out = tmp_path / "out"
+    out.mkdir()
+    records = [{"image_id": i, "file_name": f"{i}.png", "score": 0.5} for i in (1, 1, 2)]
+    (out / "predictions.json").write_text(json.dumps(records))  # images without detections have no record
+    assert predict._earlier_run(out)[0] == "2 image(s) with detections in its predictions"
+
+
+def test_output_folder_problems_are_said_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch):
+    from maskrcnn import io_utils
+
+    image = _image(tmp_path / "a.png")
+    (tmp_path / "oc").mkdir()
+    (tmp_path / "oc" / "overlays").write_text("x")  # a file where the overlays folder goes
+    (tmp_path / "od" / "predictions.json").mkdir(parents=True)  # a folder where the results file goes
+    assert _predict("missing.pth", tmp_path / "oc", image) == 1  # said before the weights are looked at
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'oc' / 'overlays'} is a file where predict writes its overlays folder" in err
+    assert "missing.pth" not in err
+    assert _predict(checkpoint, tmp_path / "oc", image, flags=("--no-overlays",)) == 0  # none drawn: fine
+    assert _predict("missing.pth", tmp_path / "od", image) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'od' / 'predictions.json'} is a folder where predict writes its results file" in err
+    assert not list((tmp_path / "od").glob("overlays"))
+    # a parent that refuses new files (root writes in a read-only folder: the refusal is faked)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = io_utils.create_temp_file
+
+    def refuse(folder, **kwargs):
+        if str(folder) == str(locked):
+            raise PermissionError(13, "Permission denied")
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(io_utils, "create_temp_file", refuse)
+    assert _predict("missing.pth", locked / "new" / "out", image) == 1
+    err = capsys.readouterr().err
+    assert f"--output {locked / 'new' / 'out'}: cannot be made: {locked} refuses new files (Permission " \
+           "denied)" in err
+
+
+def test_images_too_small_for_the_model_are_warned_about_and_counted(checkpoint, tmp_path, capsys):
+    images = tmp_path / "in"
+    _image(images / "ok.png")
+    _image(images / "dot.png", side=1)
+    _image(images / "thin.png", side=8)
+    assert _predict(checkpoint, tmp_path / "out", images, flags=("--no-overlays",)) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 image(s) under 16 px on their shorter side (dot.png 1x1, thin.png 8x8): enlarged " \
+           "for the model" in err
