@@ -62,7 +62,7 @@ def test_predict_folder_end_to_end(checkpoint, tmp_path, capsys):
     assert rc == 0, err
     assert "corrupt.jpg" in err and "skipped" in err
     # notes.txt, counted by extension, is left out too: 3, not 2
-    assert "5 image(s)" in err
+    assert "done: 5 of 6 image(s) predicted" in err  # corrupt.jpg skipped
     assert "1 skipped (1 unreadable_image), 3 left out (named or counted above)" in err
     assert (f"maskrcnn predict: left out {tmp_path / 'in' / 'gone.png'}: broken link (to "
             f"{tmp_path / 'nowhere.png'})\n") in err

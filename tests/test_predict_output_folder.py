@@ -60,8 +60,23 @@ def test_a_run_that_reads_some_images_counts_the_skipped_ones_and_succeeds(check
     broken.write_bytes(b"not a jpeg")
     assert _predict(checkpoint, tmp_path / "out", tmp_path / "in") == 0
     err = capsys.readouterr().err
-    assert "done: 1 image(s)" in err and "1 skipped (1 unreadable_image)" in err
+    assert "done: 1 of 2 image(s) predicted, " in err and "1 skipped (1 unreadable_image)" in err
     assert len({r["file_name"] for r in json.loads((tmp_path / "out" / "predictions.json").read_text())}) == 1
+
+
+def test_the_done_line_says_how_many_of_the_images_were_predicted(checkpoint, tmp_path, capsys):
+    """Before: "done: 2 image(s), ..., 2 skipped" counted only what was predicted, read at a glance as
+    every image done; now "2 of 4 image(s) predicted". A run without a skip keeps its plain count."""
+    _image(tmp_path / "in" / "a.png")
+    _image(tmp_path / "in" / "b.png", value=30)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "in" / "empty.png").write_bytes(b"")
+    assert _predict(checkpoint, tmp_path / "out", tmp_path / "in", flags=("--no-overlays",)) == 0
+    done = [line for line in capsys.readouterr().err.splitlines() if line.startswith("done:")]
+    assert len(done) == 1 and done[0].startswith("done: 2 of 4 image(s) predicted, ")
+    assert ", 2 skipped (2 unreadable_image), " in done[0]
+    assert _predict(checkpoint, tmp_path / "out2", tmp_path / "in" / "a.png", flags=("--no-overlays",)) == 0
+    assert "done: 1 image(s), " in capsys.readouterr().err
 
 
 def test_a_rerun_into_the_images_folder_predicts_none_of_the_first_runs_files(checkpoint, tmp_path, capsys):

@@ -105,7 +105,8 @@ def test_show_data_summary_and_overlays(tmp_path, capsys):
         "instances": 3,
         "crowd": 1,
     }
-    assert summary["per_class"] == {"cat": {"instances": 1, "crowd": 1}, "dog": {"instances": 2, "crowd": 0}}
+    assert summary["per_class"] == {"cat": {"instances": 1, "crowd": 1, "images": 1},
+                                    "dog": {"instances": 2, "crowd": 0, "images": 2}}
     assert summary["sizes"] == {"small": 1, "medium": 1, "large": 1}
     assert [b["count"] for b in summary["size_histogram"]] == [
         0,
@@ -133,6 +134,28 @@ def test_show_data_summary_and_overlays(tmp_path, capsys):
     assert (hatch > GREY + 50).all(axis=1).any() and (hatch < GREY - 30).all(axis=1).any()
     assert (overlay[100:110, 100:108] == GREY).all()  # untouched background
     assert not (out / "overlays" / "c.png").exists()  # --max 2
+
+
+def test_the_class_table_counts_the_images_each_class_is_in(tmp_path, capsys):
+    """Before: instances and crowd regions only, so a class of 3 objects in 1 image read as well spread as
+    one of 3 objects in 3; now an images column (images holding an instance of the class, crowd regions
+    aside), last, in the text and in summary.json's per_class."""
+    json_path, images = _dataset(tmp_path)
+    data = json.loads(json_path.read_text())
+    data["annotations"].append({"id": 6, "image_id": 2, "category_id": 9, "bbox": [0, 0, 10, 10],
+                                "segmentation": _rect(0, 0, 10, 10), "area": 100})  # dog's second in b.png
+    json_path.write_text(json.dumps(data))
+    out = tmp_path / "show"
+    assert main(["show-data", "--json", str(json_path), "--images", str(images), "--output", str(out),
+                 "--max", "0"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    # cat: one instance and a crowd region, both in a.png; dog: one in a.png, two in b.png
+    assert summary["per_class"] == {"cat": {"instances": 1, "crowd": 1, "images": 1},
+                                    "dog": {"instances": 3, "crowd": 0, "images": 2}}
+    header = rows.index("  class  instances  crowd  images")  # rows in label order: category 5, then 9
+    assert rows[header + 1:header + 3] == ["  cat            1      1       1",
+                                          "  dog            3      0       2"]
 
 
 def test_class_names_empty_or_with_a_newline_keep_the_table_one_row_each(tmp_path, capsys):

@@ -71,7 +71,8 @@ def test_predict_counts_a_too_large_image_apart_and_says_the_limit(tmp_path, sma
     assert main(["predict", "--weights", str(checkpoint), str(images), "--output", str(tmp_path / "out"),
                  "--device", "cpu", "--no-overlays"]) == 0
     err = capsys.readouterr().err
-    assert "done: 1 image(s)" in err and "2 skipped (1 image_too_large, 1 unreadable_image)" in err
+    assert "done: 1 of 3 image(s) predicted" in err
+    assert "2 skipped (1 image_too_large, 1 unreadable_image)" in err
     assert HINT in err
 
 

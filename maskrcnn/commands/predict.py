@@ -1099,8 +1099,10 @@ def run(args: argparse.Namespace) -> int:
               f"({short_listing(tiny, limit=3)}): enlarged for the model (to "
               f"{predictor.cfg.input.min_size_test} px), so their detections are unreliable (objects "
               "found in a few blown-up pixels)", file=sys.stderr)
+    # with skips, "N of M": "2 image(s), ..., 2 skipped" read at a glance as every image done
+    done = f"{n_done} of {len(files)} image(s) predicted" if skipped else f"{n_done} image(s)"
     print(
-        f"done: {n_done} image(s), {len(results)} detections, {len(skipped)} skipped"
+        f"done: {done}, {len(results)} detections, {len(skipped)} skipped"
         + (f" ({listing}), " if listing else ", ")
         # every file said to be left out: the ones named and those counted by extension (notes.txt)
         + (f"{len(left_out) + len(others)} left out (named {'or counted ' if others else ''}above), "

@@ -20,7 +20,8 @@ smaller than ``--overlay-min-size``, 512 px by default, enlarged), and a summary
 
 - ``images``; ``images_without_instances``: images with no instance other than crowd regions (those
   ``filter_empty`` would drop); ``instances`` and ``crowd`` (counts over the whole file);
-- ``per_class``: {name: {"instances", "crowd"}}, every category, in label order;
+- ``per_class``: {name: {"instances", "crowd", "images"}}, every category, in label order; ``images``:
+  how many images hold an instance of it (crowd regions aside), so that 30 objects in 3 images show;
 - ``sizes``: instances (crowd regions aside) small / medium / large by COCO's thresholds, area < 32^2,
   < 96^2, larger, with the area COCO's evaluation uses: the annotation's ``area`` when it has one,
   else its mask's;
@@ -128,7 +129,8 @@ def summarise(dataset) -> dict:
     """The summary of a ``CocoDataset`` (see the module docstring)."""
     coco = dataset.to_coco_dict()
     sizes = {img["id"]: (img["height"], img["width"]) for img in coco["images"]}
-    per_class = {name: {"instances": 0, "crowd": 0} for name in dataset.class_names[1:]}
+    per_class = {name: {"instances": 0, "crowd": 0, "images": 0} for name in dataset.class_names[1:]}
+    images_of = {name: set() for name in per_class}  # the image ids holding an instance of the class
     size_bins = {"small": 0, "medium": 0, "large": 0}
     histogram = [0] * (len(HISTOGRAM_EDGES) - 1)
     with_instances = set()
@@ -138,11 +140,14 @@ def summarise(dataset) -> dict:
             per_class[name]["crowd"] += 1
             continue
         per_class[name]["instances"] += 1
+        images_of[name].add(ann["image_id"])
         with_instances.add(ann["image_id"])
         area = _area(ann, *sizes[ann["image_id"]])
         size_bins["small" if area < SMALL else "medium" if area < MEDIUM else "large"] += 1
         side = math.sqrt(max(area, 0.0))
         histogram[next(k for k in range(len(histogram)) if side < HISTOGRAM_EDGES[k + 1])] += 1
+    for name, ids in images_of.items():
+        per_class[name]["images"] = len(ids)
     out = {
         "json": str(dataset.json_path),
         "images": len(coco["images"]),
@@ -192,10 +197,12 @@ def _print_summary(s: dict, out=None) -> None:
     folded = folded_classes(len(s["per_class"]), empty)
     rows = [n for n in shown if n not in folded]
     width = max([len("class")] + [display_width(shown[n]) for n in rows])  # 葉: 2 columns
-    print(f"  {'class':<{width}}  instances  crowd", file=out)
+    # images last: the columns before it keep their places for whoever reads them by position
+    print(f"  {'class':<{width}}  instances  crowd  images", file=out)
     for name in rows:
         c = s["per_class"][name]
-        print(f"  {pad(shown[name], width)}  {c['instances']:>9}  {c['crowd']:>5}", file=out)
+        print(f"  {pad(shown[name], width)}  {c['instances']:>9}  {c['crowd']:>5}  {c['images']:>6}",
+              file=out)
     if folded:
         names = short_listing((shown[n] for n in empty), what="more")
         print(f"  {len(empty)} classes without instances or crowd regions: {names}", file=out)

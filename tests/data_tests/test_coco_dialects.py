@@ -111,8 +111,8 @@ def test_roboflow_export_through_show_data_without_images_folder(tmp_path, capsy
         in out
     summary = json.loads((tmp_path / "look" / "summary.json").read_text(encoding="utf-8"))
     assert len(summary["notes"]) == 2 and "'fish' (id 0)" in summary["notes"][0]  # what train prints too
-    assert summary["per_class"] == {"peix": {"instances": 1, "crowd": 0},
-                                    "taca": {"instances": 2, "crowd": 0}}
+    assert summary["per_class"] == {"peix": {"instances": 1, "crowd": 0, "images": 1},
+                                    "taca": {"instances": 2, "crowd": 0, "images": 2}}
     assert len(list((tmp_path / "look" / "overlays").glob("*.png"))) == 2
 
 

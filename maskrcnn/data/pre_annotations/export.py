@@ -25,10 +25,15 @@ carry none, said in one line per run (``keypoints_note``). Files are written ato
 the run (also after an error or an interrupt, as ``predictions.json`` is, with the images done so far); a
 run stopped before its first image writes none of them, so an earlier run's files in the folder stay as
 they were (``finish``'s ``replace``). An image without instances is listed with none (YOLO: an empty label
-file). YOLO names a label file by the image's path without its extension: of images ``a.jpg`` and
-``a.png`` side by side only the first gets one (a warning names the other), as Ultralytics would give
-both the same labels; ``labels/classes.txt`` is reserved for the class names, so an image ``classes.jpg``
-at the root gets no label file either (the same warning).
+file). YOLO names a label file by the image's path without its extension, as it is: YOLO tools pair labels
+with an image by that name only, so where the other per-image files take a safe name (``a:b.png``'s
+overlay, mask and LabelMe file ``a_b``: no ':', control character or byte that is not UTF-8,
+``overlay_paths``), its label file stays ``a:b.txt`` (a line names such files: they pair on this disk,
+and are renamed with their images for one that refuses the name). Of images ``a.jpg`` and ``a.png``
+side by side (or ``A.jpg`` and ``a.png``: case ignored, as macOS and Windows disks ignore it) only the
+first gets one (a warning names the other), as Ultralytics would give both the same labels;
+``labels/classes.txt`` is reserved for the class names, so an image ``classes.jpg`` at the root gets no
+label file either (the same warning).
 The per-image files (LabelMe's, YOLO's label files and its ``classes.txt`` / ``data.yaml``, mask
 images, cut-outs) are listed with the hash of
 what was written (``written_files``: ``OUT/labelme.written.json``, beside the folder ``convert-data``
@@ -70,14 +75,17 @@ from maskrcnn.data.pre_annotations.to_labelme import labelme_file
 from maskrcnn.data.pre_annotations.to_labelstudio import labelstudio_config, labelstudio_tasks
 from maskrcnn.data.pre_annotations.to_yolo import (
     check_yolo_names,
+    has_safe_name,
     yolo_classes_txt,
     yolo_data_yaml,
+    yolo_label_file,
     yolo_labels,
 )
 from maskrcnn.data.pre_annotations.written_files import WrittenFiles
 from maskrcnn.data.pre_annotations.xml_text import check_xml_names
 from maskrcnn.io_utils import atomic_write_json, atomic_write_text, json_bytes
 from maskrcnn.shell import shell_word
+from maskrcnn.shown_text import display_name
 
 __all__ = ["EXPORT_FORMATS", "PIXEL_FORMATS", "PreAnnotationExport", "add_export_arguments",
            "check_export_arguments", "check_export_locations", "export_for_run", "export_locations",
@@ -246,20 +254,36 @@ class PreAnnotationExport:
 
     def _yolo(self, *, partial: bool) -> Path:
         folder = self.out_dir / YOLO_DIR
-        classes = folder / "labels" / "classes.txt"
         written = WrittenFiles(folder=folder, label="yolo", suffixes=(".txt", ".yaml"))
-        # taken by the class names, written last: an image classes.jpg at the root would lose its labels
-        # to them silently (and the names would read back as boxes), so it gets the clash warning instead
-        used: dict = {classes: "the class names file"}
+        # label file (casefolded: A.png and a.jpg share one on a macOS or Windows disk, and the overlays'
+        # names ignore case for that reason) -> (image, label file). classes.txt is taken by the class
+        # names, written last: an image classes.jpg at the root would lose its labels to them silently
+        # (and the names would read back as boxes), so it gets the clash warning instead
+        used: dict = {"labels/classes.txt": ("the class names file", "labels/classes.txt")}
+        kept = []  # (image, label file) of names the safe rule of the other exports changes
         for image, found in zip(self.images, self.instances):
-            target = folder / "labels" / Path(image.file_name).with_suffix(".txt")
-            if target in used:  # a.jpg and a.png: one label file for both, which Ultralytics can't tell apart
-                print(f"pre-annotations: yolo: {image.file_name} left without labels: {used[target]} has "
-                      f"the same label file {target.relative_to(folder).as_posix()}", file=sys.stderr)
+            # the image's own name, never the safe one: YOLO tools pair a label file with the image of its
+            # stem and nothing else (yolo_label_file)
+            rel = yolo_label_file(image.file_name)
+            if rel.casefold() in used:  # a.jpg and a.png: one label file for both, Ultralytics can't tell
+                other, shared = used[rel.casefold()]
+                print(f"pre-annotations: yolo: {display_name(image.file_name)} left without labels: "
+                      f"{display_name(other)} has the same label file {display_name(shared)}",
+                      file=sys.stderr)
                 continue
-            used[target] = image.file_name
-            written.write(target.relative_to(folder).as_posix(),
-                          yolo_labels(image, found, tolerance=self.tolerance).encode("utf-8"))
+            used[rel.casefold()] = (image.file_name, rel)
+            if not has_safe_name(image.file_name):
+                kept.append((image.file_name, rel))
+            written.write(rel, yolo_labels(image, found, tolerance=self.tolerance).encode("utf-8"))
+        if kept:
+            from maskrcnn.listing import short_listing
+
+            shown = short_listing(f"{display_name(f)} -> {display_name(r)}" for f, r in kept)
+            print(f"pre-annotations: yolo: {len(kept)} label file(s) keep their image's name ({shown}) where "
+                  "the overlays, mask files and LabelMe files replace ':', control characters and bytes "
+                  "that are not UTF-8 by '_': YOLO tools pair a label file only with the image of its "
+                  "name; to copy them to a disk that refuses such names, rename images and label files "
+                  "alike", file=sys.stderr)
         # the names beside the labels too: the labels folder copied alone (README's round trip) keeps them.
         # Listed with their hash as the label files are: LabelImg rewrites classes.txt with the classes the
         # user added, and a classes.txt or data.yaml changed since is the user's (kept, said in a line)

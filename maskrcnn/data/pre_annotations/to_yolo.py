@@ -34,6 +34,7 @@ be one line: the export is refused before predicting, naming the class (``check_
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Sequence
 
 import numpy as np
@@ -42,8 +43,8 @@ import yaml
 from maskrcnn.data.pre_annotations.contours import Component, bridge_holes, mask_to_components
 from maskrcnn.data.pre_annotations.instances import Category, ImageRecord, Instance, box_patch
 
-__all__ = ["LINE_BREAKS", "check_yolo_names", "instance_ring", "yolo_classes_txt", "yolo_data_yaml",
-           "yolo_labels"]
+__all__ = ["LINE_BREAKS", "check_yolo_names", "has_safe_name", "instance_ring", "yolo_classes_txt",
+           "yolo_data_yaml", "yolo_label_file", "yolo_labels"]
 
 # every character str.splitlines breaks a line at: a name holding one cannot be one line of classes.txt
 # (our reader splits at "\n" only, but other tools read it with splitlines or universal newlines)
@@ -56,6 +57,25 @@ def instance_ring(instance: Instance, *, tolerance: float) -> np.ndarray:
     parts = [bridge_holes(c) for c in mask_to_components(patch, tolerance=tolerance, offset=(left, top))]
     # the other parts spliced into the largest as holes are: even-odd fill counts no crossing of a cut
     return bridge_holes(Component(parts[0], parts[1:]))
+
+
+def yolo_label_file(file_name: str) -> str:
+    """The label file of the image ``file_name`` (relative to the images folder, '/'-separated), relative
+    to the export's folder: ``labels/`` + the image's path with ``.txt`` for its extension. The image's own
+    name, ':', control characters and bytes that are not UTF-8 included: Ultralytics (and X-AnyLabeling,
+    CVAT, ``convert-data --from yolo``) finds an image's labels by that name only, so the safe name the
+    overlays and the other per-image files take (``overlay_paths``) would pair the labels with no image,
+    or with another one (``a:b.png``'s labels as ``a_b.txt``, read as ``a_b.png``'s)."""
+    return "labels/" + PurePosixPath(file_name).with_suffix(".txt").as_posix()
+
+
+def has_safe_name(file_name: str) -> bool:
+    """Whether ``file_name`` is the name the overlays and the other per-image exports give the image (no
+    ':', control character, byte that is not UTF-8, ...: ``overlay_paths.safe_relpath`` and
+    ``safe_file_name`` leave it as it is)."""
+    from maskrcnn.overlay_paths import safe_file_name, safe_relpath
+
+    return safe_relpath(safe_file_name(file_name)).as_posix() == file_name
 
 
 def _fractions(values: np.ndarray) -> str:
