@@ -1197,12 +1197,17 @@ def load_image(item: ImageLike, where: str, *, channels: str = "RGB") -> torch.T
 
 
 def _is_text_mode(item) -> bool:
-    """A stream that reads str: ``io.TextIOBase`` (open(path), io.StringIO) or one whose ``mode`` lacks
-    'b'."""
+    """A stream that reads str: ``io.TextIOBase`` (open(path), io.StringIO), or, for a stream of neither io
+    kind, one whose ``mode`` lacks 'b'. io's binary classes are binary whatever their ``mode`` says: a zip
+    member (``ZipFile.open``) is a ``BufferedIOBase`` whose mode is 'r'."""
     import io
 
+    if isinstance(item, io.TextIOBase):
+        return True
+    if isinstance(item, (io.BufferedIOBase, io.RawIOBase)):
+        return False
     mode = getattr(item, "mode", "b")
-    return isinstance(item, io.TextIOBase) or (isinstance(mode, str) and "b" not in mode)
+    return isinstance(mode, str) and "b" not in mode
 
 
 def _is_file_object(item) -> bool:

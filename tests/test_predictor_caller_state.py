@@ -4,6 +4,7 @@ the default dtype's effect on precision, an outer autocast; and a stream, a uint
 
 import io
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -102,13 +103,20 @@ def test_an_outer_autocast_does_not_change_a_float32_predictor(built, image):
     _same(inside, reference)
 
 
-@pytest.mark.parametrize("opener", ["bytesio", "file"])
+@pytest.mark.parametrize("opener", ["bytesio", "file", "zip member"])
 def test_a_file_object_is_read_as_one_encoded_image(built, image, tmp_path, opener):
     model, cfg = built
     predictor = Predictor(model, cfg)
     path = tmp_path / "x.png"
     Image.fromarray(image).save(path)
     reference = predictor(str(path))
+    if opener == "zip member":  # a binary stream whose mode is 'r' (it was refused as text mode)
+        with zipfile.ZipFile(tmp_path / "x.zip", "w") as archive:
+            archive.write(path, "x.png")
+        with zipfile.ZipFile(tmp_path / "x.zip") as archive, archive.open("x.png") as member:
+            out = predictor(member)
+        _same(out[0], reference[0])
+        return
     with open(path, "rb") as f:
         stream = io.BytesIO(f.read()) if opener == "bytesio" else f
         out = predictor(stream)
