@@ -54,9 +54,14 @@ __all__ = [
 
 RESIZE_METHODS = ("torchvision", "pil")
 
+# The width, in the current image's pixels, of one pixel of the image the keypoints were labelled on
+# (the product of the x ratios of the resizes so far; absent: 1). ``resize_target`` keeps it and
+# ``flip_target`` mirrors keypoints in that grid (see there); a plain float, image-level.
+KEYPOINT_PIXEL_WIDTH = "keypoint_pixel_width"
+
 # Entries of a target that describe the image, not its instances: never filtered with the instances,
 # even when a tensor among them happens to have M rows.
-IMAGE_LEVEL_KEYS = ("image_id", "orig_size")
+IMAGE_LEVEL_KEYS = ("image_id", "orig_size", KEYPOINT_PIXEL_WIDTH)
 
 # COCO person keypoints: nose, then (left, right) pairs of eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles. A horizontal flip turns each left keypoint into the right one.
@@ -155,6 +160,7 @@ def resize_target(target: dict, old_hw: Sequence[int], new_hw: Sequence[int]) ->
         kp[..., 0] *= ratio_w
         kp[..., 1] *= ratio_h
         out["keypoints"] = kp
+        out[KEYPOINT_PIXEL_WIDTH] = float(target.get(KEYPOINT_PIXEL_WIDTH, 1.0)) * ratio_w
     if "masks" in out:
         masks = out["masks"]
         if masks.shape[0] == 0:
@@ -175,14 +181,18 @@ def flip_target(target: dict, width: int, keypoint_flip_map: Optional[Sequence[i
         out["masks"] = out["masks"].flip(-1)
     if "keypoints" in out:
         kp = out["keypoints"].clone()  # (M, K, 3)
-        # Keypoints are COCO pixel indices, read as written (no +0.5 at load, torchvision's convention,
-        # which the reference parity depends on): index x of a W-wide image is index W - 1 - x once
-        # mirrored. Boxes and masks are continuous (edges), mirrored as W - x; W - x on an index put every
-        # flipped sample's keypoints 1 px right of the unflipped ones. (detectron2 reaches the same by
-        # adding 0.5 at load and mirroring W - x.) After a resize by r the index grid is r px wide, so
-        # the exact mirror is W - r - x; W - 1 - x leaves (r - 1) px there, a third of W - x's r px at
-        # r = 1.5, and is exact at the size the labels were drawn at.
-        kp[..., 0] = (width - 1) - kp[..., 0]
+        # Keypoints are COCO pixel indices read as written (no +0.5 at load) and resized as x * r
+        # (torchvision's convention, which the reference parity depends on): pixel x, whose centre is at
+        # (x + 0.5) * r once resized, is labelled x * r, r / 2 left of it. A flipped sample must carry
+        # the same offset, or flipped and unflipped samples teach the model two positions: so the index
+        # is mirrored in the grid the labels were drawn on, x -> (W0 - 1 - x) * r with W0 = W / r, which
+        # is W - r - x on the resized label (any crop since shifts by whole pixels and keeps r). W - x
+        # (the continuous mirror, right for boxes and masks) put flipped labels r px right of that, and
+        # W - 1 - x (r - 1) px right; both are W - r - x when the image was not resized (r = 1).
+        # detectron2 reaches the same agreement by adding 0.5 at load and mirroring W - x. Flip TTA
+        # (``engine/tta.py``, ``keypoint_boxes``) undoes exactly this r / 2 offset in both passes.
+        r = float(target.get(KEYPOINT_PIXEL_WIDTH, 1.0))
+        kp[..., 0] = (width - r) - kp[..., 0]
         if keypoint_flip_map is not None:
             if len(keypoint_flip_map) != kp.shape[1]:
                 raise ValueError(

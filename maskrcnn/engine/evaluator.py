@@ -12,7 +12,10 @@ does not have, raises ValueError naming them; a result with a bad value (NaN box
 RLE) is left out with a warning naming the file, the record and the field. Ground-truth annotation ids
 are renumbered 1..N (pycocotools mis-scores id 0 and duplicates). Ground-truth keypoints outside their
 image are clipped or made unlabelled as ``CocoDataset`` does (``data.keypoints.clip_keypoints``), so
-``eval --results`` scores the points the model's own evaluation scores. pycocotools' prints are captured
+``eval --results`` scores the points the model's own evaluation scores; an annotation whose keypoints
+list is of another count than its category's names keeps its box and mask, its keypoints unlabelled
+(num_keypoints 0, ignored by OKS), as training reads it, said in one warning with the count and the
+file. pycocotools' prints are captured
 (``summaries`` keeps its text tables).
 
 A ground-truth object without a mask (segmentation empty or absent: a tool's rectangle, a detection
@@ -34,6 +37,7 @@ import io
 import math
 import os
 import warnings
+from collections import Counter
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -210,13 +214,36 @@ def _gt_annotation_problem(ann: dict, images: dict, cat_ids: dict) -> Optional[s
         if problem:
             return f"segmentation: {problem}"
     if ann.get("keypoints") is not None:
-        problem = _keypoints_problem(ann["keypoints"])
-        names = cat_ids[ann["category_id"]]
-        if not problem and names and ann["keypoints"] and len(ann["keypoints"]) != 3 * len(names):
-            # COCOeval would fail on numpy's broadcasting message, naming neither record nor field
-            problem = f"keypoints hold {len(ann['keypoints']) // 3} points, the category has {len(names)}"
-        return problem
+        if _other_count(ann["keypoints"], cat_ids[ann["category_id"]]):
+            return None  # read as unlabelled by _validate_ground_truth, as training reads it
+        return _keypoints_problem(ann["keypoints"])
     return None
+
+
+def _other_count(kp, names) -> int:
+    """The length of ``kp``, finite numbers of another count than 3 per name of ``names`` (0 when not):
+    an annotation of another keypoint set, or of none the file names. Training keeps such an object,
+    its box and mask, with its keypoints unlabelled (``CocoDataset``); so does the evaluation: COCOeval
+    failed on numpy's broadcasting message, and refusing the file scored no box of it either."""
+    if not (names and isinstance(kp, (list, tuple)) and kp and all(is_finite_number(v) for v in kp)):
+        return 0
+    return len(kp) if len(kp) != 3 * len(names) else 0
+
+
+def _other_count_note(source: str, other: list) -> str:
+    """One line for the annotations whose keypoints were of another count: ``other`` holds (the file's
+    annotation id, the list's length, its category's number of names) per annotation, in the file's
+    order; worded as training's note (``CocoDataset``)."""
+    counts = Counter(length for _, length, _ in other)
+    held = " or ".join(f"{n // 3} keypoints ({n} numbers)" if n % 3 == 0 else f"{n} numbers"
+                       for n, _ in counts.most_common())
+    n, first, names = len(other), other[0][0], other[0][2]
+    what = f"{n} annotations (the first id {first!r}) hold" if n > 1 else f"1 annotation (id {first!r}) holds"
+    kept = ("their boxes and masks are scored, their keypoints read as unlabelled" if n > 1
+            else "its box and mask are scored, its keypoints read as unlabelled")
+    return (f"{source}: {what} {held}, not the {names} the categories name: {kept}, as training reads "
+            f"them (for keypoint AP people without a labelled keypoint, num_keypoints 0: COCOeval ignores "
+            f"them)")
 
 
 def _mixed_ids(ids) -> str:
@@ -287,6 +314,7 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     data["annotations"] = [_plain_segmentation(dict(a, id=i + 1)) for i, a in enumerate(anns)]
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
     odd = []  # (the file's annotation id, value), one per visibility flag other than 0, 1, 2
+    other = []  # (the file's annotation id, length), one per keypoints list of another count
     for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
         if "segmentation" not in ann:
@@ -315,6 +343,10 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             if not ann["area"]:  # a mask of no pixel (a degenerate polygon): the box's, not 0 (OKS scale)
                 ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
         names = cat_ids[ann["category_id"]]
+        length = _other_count(ann.get("keypoints"), names)
+        if length:  # another count: a person without labelled keypoints (below), said once
+            other.append((anns[index].get("id"), length, len(names)))
+            ann["keypoints"], ann["_other_count"] = None, length
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
         if ann.get("keypoints") is not None:
@@ -331,6 +363,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # COCOeval ignores people whose num_keypoints is 0; counted from the visibility flags, which
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
+    if other:
+        warnings.warn(_other_count_note(source, other), stacklevel=3)
     if odd:
         warnings.warn(odd_visibility_note(source, odd), stacklevel=3)
     if far:
@@ -668,6 +702,13 @@ def _no_labelled_keypoints(coco_gt, img_ids: Optional[list], gt_source: str) -> 
         return (f"{gt_source}: keypoint AP not defined: no ground-truth object of a keypoint category "
                 f"({len(with_names)} with keypoints; the objects are all of categories without keypoints, "
                 f"which keypoint AP does not score)")
+    other = [a for a in objects if a.get("_other_count")]
+    if other:  # the file's keypoints are all of another set: say that, not only "none labelled"
+        names = len(coco_gt.cats[other[0]["category_id"]]["keypoints"])
+        share = f"all {len(other)}" if len(other) == len(objects) else f"{len(other)} of the {len(objects)}"
+        return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
+                f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores; {share} hold keypoints "
+                f"of another count than the categories' {names} names, read as unlabelled)")
     return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
             f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores)")
 

@@ -169,7 +169,8 @@ def keypoint_boxes(boxes: torch.Tensor, original_hw, aug_hw, mirrored_passes: bo
     """(D, 4) boxes in an augmentation's input (``boxes_to_augmentation``'s) -> those its keypoint
     heatmaps are computed on, and (the frame's) decoded against. Keypoint labels are pixel indices (read
     without +0.5, torchvision's convention), so the model places a point half an original pixel (s / 2
-    input pixels, s = w / W) left of its continuous position, in an input and in its mirror alike: the
+    input pixels, s = w / W) left of its continuous position, in an input and in its mirror alike (as
+    training's flips label a mirrored sample, ``data.transforms.flip_target``: (W - 1 - x) * s): the
     continuous mirror of a mirrored pass's heatmap lands s right of the unmirrored pass's (their average
     is the continuous position, half a pixel right of the labels' convention). With mirrored passes
     every pass's boxes, mirrored or not, are shifted left by s / 2: both then land on the index

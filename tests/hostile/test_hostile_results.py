@@ -126,16 +126,49 @@ def test_keypoints_of_another_skeleton_are_left_out_by_name(cli, tmp_path):
     assert 50.0 < metrics["keypoints"]["AP"] < 100.0 and metrics["bbox"]["AP"] == 100.0
 
 
-def test_keypoint_ground_truth_of_another_length_is_refused_by_name(cli, tmp_path):
-    """COCOeval failed on 'operands could not be broadcast together with shapes (3,) (2,)'."""
+def test_keypoint_ground_truth_of_another_length_keeps_its_box_and_mask(cli, tmp_path):
+    """A person whose keypoints list has another length than the category's names refused the whole
+    evaluation, where training keeps its box and mask with its keypoints unlabelled: now bbox and segm
+    score it, keypoint AP counts it as a person without a labelled keypoint (num_keypoints 0, which
+    COCOeval ignores), said in one line with the count and the file."""
     path, data, results = _keypoint_dataset(tmp_path)
-    data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:6]
+    data["annotations"][1]["keypoints"] = data["annotations"][1]["keypoints"][:6]  # 2 points of 3
+    data["annotations"][2]["keypoints"] = data["annotations"][2]["keypoints"] + [1, 1]  # 11 numbers
     path.write_text(json.dumps(data))
     res = tmp_path / "res.json"
     res.write_text(json.dumps(results))
-    rc, text = cli("eval", "--results", res, "--json", path)
-    assert rc == 1 and str(path) in text
-    assert "annotation id 2 keypoints hold 2 points, the category has 3" in text
+    with pytest.warns(UserWarning) as caught:
+        rc, text = cli("eval", "--results", res, "--json", path, "--output", tmp_path / "m")
+    assert rc == 0, text
+    line = (f"{path}: 2 annotations (the first id 2) hold 2 keypoints (6 numbers) or 11 numbers, not the 3 "
+            f"the categories name: their boxes and masks are scored, their keypoints read as unlabelled")
+    said = [str(w.message) for w in caught]
+    assert [m.startswith(line) for m in said].count(True) == 1, said
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["bbox"]["AP"] == 100.0 and metrics["segm"]["AP"] == 100.0
+    # the two people are ignored by OKS (as unlabelled ones are): the other two are matched perfectly
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)
+
+
+def test_keypoint_ground_truth_all_of_another_length_says_keypoint_ap_cannot_be_computed(tmp_path):
+    from maskrcnn.engine.evaluator import evaluate_results_file
+
+    path, data, results = _keypoint_dataset(tmp_path)
+    for ann in data["annotations"]:
+        ann["keypoints"] = ann["keypoints"][:6]
+    path.write_text(json.dumps(data))
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps(results))
+    with pytest.warns(UserWarning) as caught:
+        metrics = evaluate_results_file(path, res)
+    said = [str(w.message) for w in caught]
+    assert sum("hold 2 keypoints (6 numbers), not the 3 the categories name" in m for m in said) == 1, said
+    assert metrics["bbox"]["AP"] == 100.0 and metrics["segm"]["AP"] == 100.0
+    why = metrics["keypoints"]["not_scored"]
+    assert metrics["keypoints"]["AP"] != metrics["keypoints"]["AP"]  # NaN: '-' in the table, not 0
+    assert why.startswith(f"{path}: keypoint AP not defined: no ground-truth object has a labelled "
+                          "keypoint"), why
+    assert "all 4 hold keypoints of another count than the categories' 3 names" in why, why
 
 
 def test_people_with_keypoints_null_or_empty_are_unlabelled(cli, tmp_path):
