@@ -193,6 +193,11 @@ def flip_target(target: dict, width: int, keypoint_flip_map: Optional[Sequence[i
         # (``engine/tta.py``, ``keypoint_boxes``) undoes exactly this r / 2 offset in both passes.
         r = float(target.get(KEYPOINT_PIXEL_WIDTH, 1.0))
         kp[..., 0] = (width - r) - kp[..., 0]
+        # labels lie in [0, W] (a click on the right border is kept at W: ``data/keypoints.clip_keypoints``),
+        # one pixel wider than the index grid: mirrored, the last pixel's width would fall left of 0, off
+        # the (mirrored) box, and such points would count only in unflipped samples; they go to the left
+        # border, as their unflipped selves sit on the right one
+        kp[..., 0] = kp[..., 0].clamp(min=0.0)
         if keypoint_flip_map is not None:
             if len(keypoint_flip_map) != kp.shape[1]:
                 raise ValueError(

@@ -13,6 +13,7 @@ from maskrcnn.data.transforms import (
     ResizeShortestEdge,
     flip_target,
 )
+from maskrcnn.modeling.roi_losses import keypoint_targets
 
 
 def _dot_sample():
@@ -74,6 +75,21 @@ def test_scale_jitter_and_crop_before_the_flip_keep_the_label_grid():
 def test_an_unresized_target_still_mirrors_to_w_minus_1_minus_x():
     _, target = _dot_sample()
     assert float(flip_target(target, 160)["keypoints"][0, 0, 0]) == 119.0
+
+
+@pytest.mark.parametrize("r", [1.0, 2.0])
+def test_a_click_on_the_right_border_stays_a_target_once_flipped(r):
+    """A labelled point at x = W (a click on the border, kept there when read) mirrored to x = -r lay left
+    of its flipped box: a target in unflipped samples only. It goes to the left border."""
+    width = int(160 * r)
+    target = {"boxes": torch.tensor([[100.0 * r, 0.0, 160.0 * r, 50.0 * r]]),
+              "keypoints": torch.tensor([[[160.0 * r, 10.0 * r, 2.0], [0.0, 0.0, 0.0]]]),
+              "keypoint_pixel_width": r}
+    flipped = flip_target(target, width)
+    assert flipped["keypoints"][0, :, 0].tolist() == [0.0, 0.0]
+    for t in (target, flipped):
+        _, valid = keypoint_targets(t["keypoints"], t["boxes"], torch.tensor([0]))
+        assert valid.tolist() == [[True, False]]  # the border click a target, the unlabelled point not
 
 
 @pytest.mark.parametrize("min_size", [200, 167])
