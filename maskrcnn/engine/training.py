@@ -16,8 +16,10 @@ again. Its model section is the one stored in the checkpoint resumed from (``_ch
 ``config.yaml`` goes on with the whole config stored in that checkpoint, said in a note). Settings asked for
 explicitly (``--set``, the ``overrides`` argument) go over it: solver, input and data changes are applied, one
 line each (``resume: solver.iters 900 -> 1200 (from --set)``; the trainer then follows the new lr and
-schedule, ``engine/trainer.py``); model settings that differ from the run's are named in a warning line (they
-are not applied: the checkpoint holds that model). A ``--config`` given with ``--resume`` is not applied
+schedule, ``engine/trainer.py``); a value of ``config.yaml`` outside the model edited since the checkpoint is
+applied and said the same way (``resume: input.max_size 1333 -> 1024 (from config.yaml)``, ``_edited_keys``);
+model settings that differ from the run's are named in a warning line (they are not applied: the checkpoint
+holds that model). A ``--config`` given with ``--resume`` is not applied
 either: its values that differ from the run's are named in one warning (model keys in the model warning), so
 that only what ``--set`` says changes. The written ``config.yaml`` is what the resumed run uses. The training
 set's class names must be the run's: a changed class list is refused before anything loads.
@@ -108,13 +110,13 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
 
     saved_path = output / "config.yaml"
     later = say if notes is None else notes.append  # said once the run goes on (config.yaml written)
-    edited = {}  # solver key -> the checkpoint's value, where config.yaml was edited since
+    edited = {}  # key -> the checkpoint's value, where config.yaml was edited since (_edited_keys)
     if saved_path.is_file():
         saved = load_config(str(saved_path), stored=True)
         if from_checkpoint:
             read = {} if read is None else read  # the checkpoint read once, for both
             saved = _checkpoints_model(saved, saved_path, later, read=read)
-            edited = _edited_solver_keys(saved, read)
+            edited = _edited_keys(saved, read)
     else:
         # a run folder copied without its config.yaml (or the file deleted): the checkpoint's own config
         # is the run's (the preset's model was built, and torch's kilobytes of load_state_dict errors said)
@@ -179,35 +181,44 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     if applied:
         validate_config(cfg, keys=tuple(applied))
     source = "the config" if everything else "--set"
-    for k in applied:
+    # one list of changes, whatever asked for them: (key, the run's value, the new one, where from); a key
+    # edited in config.yaml and --set again is said once, from --set
+    changes = [(k, kept.get(k), asked[k], source) for k in applied]
+    changes += [(k, edited[k], kept.get(k), saved_path.name) for k in sorted(edited) if k not in applied]
+    for k, was, now, where in changes:
+        said = "" if where == source else f" (from {where})"  # --set's warnings predate naming it
         if k == "data.repeat_threshold":  # applied, but the epochs change
-            say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
-                f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
+            say(f"warning: --resume with data.repeat_threshold={now:g}{said}, the run's was {was:g}: the "
+                "images drawn from now on differ from the run's")
         elif k == "solver.batch_size":  # applied, but iteration t is now batch t of another epoch plan
-            say(f"warning: --resume with solver.batch_size={cfg.solver.batch_size}, the run's was "
-                f"{saved.solver.batch_size}: the images drawn from now on differ from an uninterrupted "
-                "run's (the order is planned per iteration and batch size), and solver.iters counts "
-                f"batches of {cfg.solver.batch_size}")
+            say(f"warning: --resume with solver.batch_size={now}{said}, the run's was {was}: the images "
+                "drawn from now on differ from an uninterrupted run's (the order is planned per iteration "
+                f"and batch size), and solver.iters counts batches of {now}")
         else:
-            later(f"resume: {k} {kept.get(k)} -> {asked[k]} (from {source})")
-    for k in sorted(edited):  # edited in config.yaml: applied as --set's are, said as they are
-        if k not in applied:
-            later(f"resume: {k} {edited[k]} -> {kept.get(k)} (from {saved_path.name})")
+            later(f"resume: {k} {was} -> {now} (from {where})")
     return cfg, tuple(saved.data.class_names)
 
 
-def _edited_solver_keys(saved, read: dict) -> dict:
-    """{solver key: the checkpoint's value} for each ``solver.`` value of the run's ``config.yaml``
-    (``saved``) that differs from the config stored in the checkpoint resumed from (``read``, as
-    ``_checkpoints_config`` fills it): an edited lr or iters was applied without a word, while the same
-    change by ``--set`` was said. Empty when no checkpoint loads."""
+# Keys build_training fills in from the training data (DATA_KEYS and what the photos showed of their EXIF
+# frame), not settings: a config.yaml value of theirs that differs from the checkpoint's is no edit to say.
+_FILLED_KEYS = frozenset(DATA_KEYS) | {"data.exif_frame_seen"}
+
+
+def _edited_keys(saved, read: dict) -> dict:
+    """{key: the checkpoint's value} for each setting outside ``model.`` (solver, input, data, seed,
+    device) of the run's ``config.yaml`` (``saved``) that differs from the config stored in the checkpoint
+    resumed from (``read``, as ``_checkpoints_config`` fills it): an edited lr, input size or loader key
+    was applied without a word, while the same change by ``--set`` was said. Model keys are the
+    checkpoint's anyway (``_checkpoints_model``); keys filled from the data are left out (``_FILLED_KEYS``).
+    Empty when no checkpoint loads."""
     from maskrcnn.config import flatten_sections, from_dict
 
     if not read.get("checkpoint") or "config" not in read["checkpoint"]:
         return {}
     held = from_dict(read["checkpoint"]["config"], stored=True)
     ours, theirs = (flatten_sections(c.to_dict(), c) for c in (saved, held))
-    return {k: theirs[k] for k in theirs if k.startswith("solver.") and ours.get(k) != theirs[k]}
+    return {k: theirs[k] for k in theirs
+            if not k.startswith("model.") and k not in _FILLED_KEYS and ours.get(k) != theirs[k]}
 
 
 def _checkpoints_model(saved, saved_path: Path, say, read=None):
