@@ -18,8 +18,10 @@ CALLERS = {
                       "model.init_weights"),
     "maskrcnn.train()": ("no init=, model.init_weights is empty", "init={w!r}", "set={dict}", "set=",
                          "init="),
+    # build_training's ``overrides`` are the --set keys of the command that calls it (its docstring): its
+    # lines keep the option's name, as the commands' and the library's own tests read them
     "build_training": ("the Config's model.init_weights is empty", "model.init_weights={w!r} in the Config",
-                       "{dict} in the Config", "overrides=", "model.init_weights"),
+                       "{dict} in the Config", "--set", "model.init_weights"),
 }
 
 # the names changes go by; an option's is written "--set key=value", a keyword's "set={'key': value}"
@@ -31,7 +33,7 @@ def _row(caller: str) -> tuple:
 
 
 def set_word(caller: str) -> str:
-    """The name of ``caller``'s config changes: "--set", "set=" (``maskrcnn.train()``), "overrides="."""
+    """The name of ``caller``'s config changes: "--set", or "set=" (``maskrcnn.train()``)."""
     return _row(caller)[3]
 
 
