@@ -144,7 +144,14 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
         ckpt, notes = checked_ours(path, obj, ema=ema, ema_how=ema_how_for(path))
         # refused here in the bare state dict's words, before a model is built (torch's text spans a line
         # per key); the caller applies the same overrides to the model it builds
-        refuse_misfit(path, ckpt["model"], config_from_checkpoint(ckpt, overrides or None))
+        try:
+            refuse_misfit(path, ckpt["model"], config_from_checkpoint(ckpt, overrides or None))
+        except CheckpointError:
+            # a key that shapes the model asked for: that setting is at fault, not the file
+            line = asked_shape_refusal(path, ckpt["model"], config_from_checkpoint(ckpt), overrides or {})
+            if line:
+                raise CheckpointError(line) from None
+            raise
         return ckpt, notes
     found = bare_state_dict(obj)
     if found is None:  # not ours: refused in load_checkpoint's words (what it is), with #ema / --config
@@ -202,6 +209,39 @@ def refuse_misfit(path, state: dict, cfg, *, described: str = "its config descri
         misfit += (f" (a class layer: the weights were trained for a different number of classes than "
                    f"model.num_classes={k} and the class_names say, the background counted)")
     raise error(f"{path}: does not fit the model {described}: {misfit}{after}")
+
+
+def asked_shape_refusal(path, state: dict, held, overrides: dict) -> str:
+    """One line when the model keys of ``overrides`` (``--set``, ``Predictor`` ``overrides=``) make the
+    model unable to load ``state``, weights that fit their own config ``held`` (the checkpoint's): it names
+    each such key, the value asked and the checkpoint's; "" when the file misfits on its own, or the
+    overrides shape nothing (``refuse_misfit``'s line stands)."""
+    from maskrcnn.config import apply_overrides, get_key, set_keys
+
+    if not overrides or first_misfit(state, held) is not None:
+        return ""
+    asked = apply_overrides(held, overrides)
+    misfit = first_misfit(state, asked)
+    if misfit is None:
+        return ""
+    keys = sorted(k for k in set_keys(overrides)
+                  if k.startswith("model.") and get_key(asked, k) != get_key(held, k))
+    # of those, the ones that alone keep the weights out (a threshold asked beside them is no culprit)
+    alone = [k for k in keys
+             if first_misfit(state, apply_overrides(held, {k: get_key(asked, k)})) is not None]
+    keys = alone or keys
+    if not keys:
+        return ""
+    asked_words = ", ".join(f"{k}={_plain(get_key(asked, k))}" for k in keys)
+    theirs = ", ".join(f"{k} is {_plain(get_key(held, k))}" for k in keys)
+    return (f"{path}: {asked_words} asked for (--set, overrides=) contradicts the checkpoint's architecture: "
+            f"its {theirs} ({misfit}); keys that shape the model come from the checkpoint: drop "
+            f"{'that setting' if len(keys) == 1 else 'those settings'}")
+
+
+def _plain(value):
+    """A config value as the user wrote it: a tuple as a list."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 # the layers whose rows are the classes: a mismatch there is a class count the config does not share

@@ -1505,6 +1505,11 @@ def load_config_keys(preset_or_path: Optional[str] = None, overrides: Optional[d
         cfg = PRESETS[name]()
     else:
         path = Path(name)
+        if path.is_dir():  # "neither a preset nor a file" read as if nothing were there
+            inside = path / "config.yaml"  # a run folder: its config is the likely meaning
+            meant = f"; did you mean {inside}?" if inside.is_file() else ""
+            raise IsADirectoryError(f"config {name!r} is a folder: a YAML file or a preset name is expected "
+                                    f"({', '.join(sorted(PRESETS))}){meant}")
         if not path.is_file():
             raise FileNotFoundError(
                 f"config {name!r} is neither a preset ({', '.join(sorted(PRESETS))}) nor a file"

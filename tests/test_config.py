@@ -285,3 +285,20 @@ def test_overrides_that_are_not_a_mapping_are_a_type_error_naming_them():
         apply_overrides(load_config("demo"), ["model.roi_heads.score_thresh=0.5"])  # was 'list' has no .items
     with pytest.raises(TypeError, match="^overrides: the keys are dotted config keys \\(strings\\), got 3$"):
         load_config("demo", {3: 1})
+
+
+def test_a_folder_given_as_config_is_said_to_be_a_folder(tmp_path):
+    """``--config runs/mine/`` (a folder) read "is neither a preset nor a file", as if it did not exist;
+    now it is named a folder, with what --config takes, and the folder's config.yaml when it holds one
+    (a run folder)."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        load_config(str(folder))
+    said = str(caught.value)
+    expected = f"config {str(folder)!r} is a folder: a YAML file or a preset name is expected ("
+    assert said.startswith(expected), said
+    assert "r50_fpn" in said and "neither" not in said, said
+    (folder / "config.yaml").write_text("_base_: demo\n")
+    with pytest.raises(IsADirectoryError, match=f"did you mean {folder / 'config.yaml'}"):
+        load_config(str(folder))

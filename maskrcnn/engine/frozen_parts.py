@@ -16,13 +16,14 @@ from no weights (no ``model.init_weights`` / ``--init``) with ``model.freeze_at`
 res2 random for the whole run, and ``frozen_bn`` with nothing loaded fixes every batch norm at mean 0, var 1
 (random features are never normalised: the losses explode), as does ``model.norm=none`` (the same network
 with a conv bias). Such a run is refused before anything trains, its way out spelt for who asked
-(``CALLERS``).
+(``caller_words.CALLERS``, the one table of how each caller's options are named).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from maskrcnn.engine.caller_words import CALLERS
 from maskrcnn.modeling.layers import FrozenBatchNorm2d
 
 # backbone children in order: freeze_at k freezes the first k
@@ -33,15 +34,6 @@ _STAGES = ("stem", "res2", "res3", "res4", "res5")
 _NORM_KEYS = ("model.norm", "model.fpn_norm", "model.roi_heads.box_head_norm",
               "model.roi_heads.mask_head_norm")
 
-# who asks, and so how the way out is spelt: ("the weights missing", start from weights, config changes).
-# ``maskrcnn demo`` has no --init (its --set names the key); Python callers give keywords, not options.
-CALLERS = {
-    "maskrcnn train": ("no --init, model.init_weights is empty", "--init {w}", "--set {kv}"),
-    "maskrcnn demo": ("model.init_weights is empty", "--set model.init_weights={w}", "--set {kv}"),
-    "maskrcnn.train()": ("no init=, model.init_weights is empty", "init={w!r}", "set={dict}"),
-    "build_training": ("the Config's model.init_weights is empty", "model.init_weights={w!r} in the Config",
-                       "{dict} in the Config"),
-}
 # other sources of the same backbone the README lists for --init (a source of another backbone would
 # replace the configured one: model.backbone follows the weights)
 _OTHER_SOURCES = {"resnet50": "ImageNetPretrained/MSRA/R-50.pkl, COCO's maskrcnn_resnet50_fpn_coco"}
@@ -84,7 +76,7 @@ def untrained_frozen_refusal(cfg, *, config: str = "the config", caller: str = "
         what.append(f"model.freeze_at={m.freeze_at} keeps the backbone's {stages} at their random "
                     "initialisation for the whole run")
     what += [why for _, why in norms]
-    missing, init_form, set_form = CALLERS.get(caller, CALLERS["maskrcnn train"])
+    missing, init_form, set_form, *_ = CALLERS.get(caller, CALLERS["maskrcnn train"])
     scratch = {key: "bn" for key, _ in norms}
     if m.freeze_at:
         scratch["model.freeze_at"] = 0

@@ -120,14 +120,16 @@ def follow_weights(cfg, implied: dict) -> tuple:
     return cfg, changes
 
 
-def follow_weights_keeping(cfg, implied: dict, explicit: dict, *, weights: Optional[str] = None) -> tuple:
+def follow_weights_keeping(cfg, implied: dict, explicit: dict, *, weights: Optional[str] = None,
+                           init: str = "--init") -> tuple:
     """``follow_weights``, except that a key of ``explicit`` ({dotted key: where the user set it, e.g.
     "--set"}) outside ``SHAPE_KEYS`` keeps the run's value: (cfg, changes, {key: {"value": the run's,
     "by": where set, "weights": the weights' suggestion}} per key kept against the weights). A key of
     ``SHAPE_KEYS`` set explicitly to another value than the weights' is an InitError naming ``weights``
     (the --init file): their tensors load into no other architecture, and quietly training the weights'
     one instead ("model.backbone resnet50 -> resnet18") read as if the preset, not the user, had said
-    resnet50."""
+    resnet50. ``init``: how the caller names the weights ("--init", "init=": ``caller_words.init_word``);
+    ``explicit``'s values name the changes as the caller did ("--set", "set=": ``caller_words``)."""
     changes, kept, refused = {}, {}, {}
     for key, value in implied.items():
         current = get_key(cfg, key)
@@ -140,7 +142,7 @@ def follow_weights_keeping(cfg, implied: dict, explicit: dict, *, weights: Optio
         else:
             changes[key] = {"from": _plain(current), "to": _plain(value)}
     if refused:
-        raise InitError(_architecture_refusal(refused, weights))
+        raise InitError(_architecture_refusal(refused, weights, init))
     if changes:
         cfg = apply_overrides(cfg, {k: implied[k] for k in changes})
     return cfg, changes, kept
@@ -150,19 +152,23 @@ def _shown(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
 
-def _architecture_refusal(refused: dict, weights: Optional[str]) -> str:
+def _architecture_refusal(refused: dict, weights: Optional[str], init: str = "--init") -> str:
     """One line: "--set model.backbone=resnet50 but the --init weights W are a resnet18 model; --set
-    model.fpn_dim=256 but the weights have model.fpn_dim 64 (...): drop the --set, or use other weights"."""
+    model.fpn_dim=256 but the weights have model.fpn_dim 64 (...): drop the --set, or use other weights";
+    a ``maskrcnn.train()`` caller's "set={'model.fpn_dim': 256} but the init= weights ..."."""
+    from maskrcnn.engine.caller_words import SET_WORDS, set_dropped, set_item
+
     parts, by_all = [], []
     for i, (key, (value, by, theirs)) in enumerate(refused.items()):
-        what = f"the --init weights{' ' + weights if weights else ''}" if i == 0 else "the weights"
-        asked = f"--set {key}={_shown(value)}" if by == "--set" else f"{by} sets {key}={_shown(value)}"
+        what = f"the {init} weights{' ' + weights if weights else ''}" if i == 0 else "the weights"
+        shown = _shown(value) if by.startswith("--") else value
+        asked = set_item(by, key, shown) if by in SET_WORDS else f"{by} sets {key}={_shown(value)}"
         held = (f"are a {theirs} model" if key == "model.backbone"
                 else f"have {key} {_shown(theirs)}")
         parts.append(f"{asked} but {what} {held}")
         by_all += [] if by in by_all else [by]
     keys = "keys" if len(refused) > 1 else "key"
-    drop = " and ".join("the --set" if by == "--set" else f"the {keys} from {by}" for by in by_all)
+    drop = " and ".join(set_dropped(by) if by in SET_WORDS else f"the {keys} from {by}" for by in by_all)
     return (f"{'; '.join(parts)} (weights load only into the architecture they were trained in): drop "
             f"{drop}, or use other weights")
 

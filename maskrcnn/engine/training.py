@@ -16,8 +16,10 @@ again. Its model section is the one stored in the checkpoint resumed from (``_ch
 ``config.yaml`` goes on with the whole config stored in that checkpoint, said in a note). Settings asked for
 explicitly (``--set``, the ``overrides`` argument) go over it: solver, input and data changes are applied, one
 line each (``resume: solver.iters 900 -> 1200 (from --set)``; the trainer then follows the new lr and
-schedule, ``engine/trainer.py``); model settings that differ from the run's are named in a warning line (they
-are not applied: the checkpoint holds that model). A ``--config`` given with ``--resume`` is not applied
+schedule, ``engine/trainer.py``); a value of ``config.yaml`` outside the model edited since the checkpoint is
+applied and said the same way (``resume: input.max_size 1333 -> 1024 (from config.yaml)``, ``_edited_keys``);
+model settings that differ from the run's are named in a warning line (they are not applied: the checkpoint
+holds that model). A ``--config`` given with ``--resume`` is not applied
 either: its values that differ from the run's are named in one warning (model keys in the model warning), so
 that only what ``--set`` says changes. The written ``config.yaml`` is what the resumed run uses. The training
 set's class names must be the run's: a changed class list is refused before anything loads.
@@ -58,6 +60,7 @@ from pathlib import Path
 import torch
 
 from maskrcnn.config import INPUT_SIZE_KEYS
+from maskrcnn.engine.caller_words import init_word, set_item, set_word
 from maskrcnn.engine.trainer import RUN_FILE_PATTERNS, earlier_run_files  # noqa: F401 (importable here)
 from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
@@ -79,7 +82,7 @@ def _asked(key: str, overrides: dict) -> bool:
 
 
 def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None, from_checkpoint=True,
-                    notes=None, config_said=None, read=None):
+                    notes=None, config_said=None, read=None, caller="maskrcnn train"):
     """The config a resumed run really uses: the run's own ``config.yaml`` as the base (model, solver,
     input, data, seed, device: the run goes on with the settings it was started with), then what this
     command asks for explicitly, and the run's class names.
@@ -95,7 +98,9 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     no checkpoint yet and starts again from scratch with its own settings, its own ``--init`` included).
     ``notes``: a list that takes the change lines, to be said once the run is known to go on (said at
     once without it). ``config_said``: how the lines name that config (``config_phrase``). ``read``: a dict
-    that takes the checkpoint read for its config (``_checkpoints_config``), for ``Trainer.resume``."""
+    that takes the checkpoint read for its config (``_checkpoints_config``), for ``Trainer.resume``.
+    ``caller``: how the lines name the changes asked for ("--set", or ``maskrcnn.train()``'s "set=":
+    ``caller_words``)."""
     from maskrcnn.config import (
         PRESETS,
         apply_overrides,
@@ -108,13 +113,13 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
 
     saved_path = output / "config.yaml"
     later = say if notes is None else notes.append  # said once the run goes on (config.yaml written)
-    edited = {}  # solver key -> the checkpoint's value, where config.yaml was edited since
+    edited = {}  # key -> the checkpoint's value, where config.yaml was edited since (_edited_keys)
     if saved_path.is_file():
         saved = load_config(str(saved_path), stored=True)
         if from_checkpoint:
             read = {} if read is None else read  # the checkpoint read once, for both
             saved = _checkpoints_model(saved, saved_path, later, read=read)
-            edited = _edited_solver_keys(saved, read)
+            edited = _edited_keys(saved, read)
     else:
         # a run folder copied without its config.yaml (or the file deleted): the checkpoint's own config
         # is the run's (the preset's model was built, and torch's kilobytes of load_state_dict errors said)
@@ -172,42 +177,51 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         listed = ", ".join(f"{k}={asked[k]} (the run's: {kept.get(k)})" for k in from_config)
         said = config_phrase(config_named, config_said)
         say(f"warning: --resume goes on with the run's settings ({saved_path}); {said} "
-            f"differs in {listed}: not applied (on --resume only --set changes a setting)")
+            f"differs in {listed}: not applied (on --resume only {set_word(caller)} changes a setting)")
     # stored=True: the run's own values stand (fractional solver.steps earlier versions took); those asked
     # for are checked as any config to train with is
     cfg = apply_overrides(saved, {k: asked[k] for k in applied}, stored=True)
     if applied:
         validate_config(cfg, keys=tuple(applied))
-    source = "the config" if everything else "--set"
-    for k in applied:
+    source = "the config" if everything else set_word(caller)
+    # one list of changes, whatever asked for them: (key, the run's value, the new one, where from); a key
+    # edited in config.yaml and --set again is said once, from --set
+    changes = [(k, kept.get(k), asked[k], source) for k in applied]
+    changes += [(k, edited[k], kept.get(k), saved_path.name) for k in sorted(edited) if k not in applied]
+    for k, was, now, where in changes:
+        said = "" if where == source else f" (from {where})"  # --set's warnings predate naming it
         if k == "data.repeat_threshold":  # applied, but the epochs change
-            say(f"warning: --resume with data.repeat_threshold={cfg.data.repeat_threshold:g}, the run's was "
-                f"{saved.data.repeat_threshold:g}: the images drawn from now on differ from the run's")
+            say(f"warning: --resume with data.repeat_threshold={now:g}{said}, the run's was {was:g}: the "
+                "images drawn from now on differ from the run's")
         elif k == "solver.batch_size":  # applied, but iteration t is now batch t of another epoch plan
-            say(f"warning: --resume with solver.batch_size={cfg.solver.batch_size}, the run's was "
-                f"{saved.solver.batch_size}: the images drawn from now on differ from an uninterrupted "
-                "run's (the order is planned per iteration and batch size), and solver.iters counts "
-                f"batches of {cfg.solver.batch_size}")
+            say(f"warning: --resume with solver.batch_size={now}{said}, the run's was {was}: the images "
+                "drawn from now on differ from an uninterrupted run's (the order is planned per iteration "
+                f"and batch size), and solver.iters counts batches of {now}")
         else:
-            later(f"resume: {k} {kept.get(k)} -> {asked[k]} (from {source})")
-    for k in sorted(edited):  # edited in config.yaml: applied as --set's are, said as they are
-        if k not in applied:
-            later(f"resume: {k} {edited[k]} -> {kept.get(k)} (from {saved_path.name})")
+            later(f"resume: {k} {was} -> {now} (from {where})")
     return cfg, tuple(saved.data.class_names)
 
 
-def _edited_solver_keys(saved, read: dict) -> dict:
-    """{solver key: the checkpoint's value} for each ``solver.`` value of the run's ``config.yaml``
-    (``saved``) that differs from the config stored in the checkpoint resumed from (``read``, as
-    ``_checkpoints_config`` fills it): an edited lr or iters was applied without a word, while the same
-    change by ``--set`` was said. Empty when no checkpoint loads."""
+# Keys build_training fills in from the training data (DATA_KEYS and what the photos showed of their EXIF
+# frame), not settings: a config.yaml value of theirs that differs from the checkpoint's is no edit to say.
+_FILLED_KEYS = frozenset(DATA_KEYS) | {"data.exif_frame_seen"}
+
+
+def _edited_keys(saved, read: dict) -> dict:
+    """{key: the checkpoint's value} for each setting outside ``model.`` (solver, input, data, seed,
+    device) of the run's ``config.yaml`` (``saved``) that differs from the config stored in the checkpoint
+    resumed from (``read``, as ``_checkpoints_config`` fills it): an edited lr, input size or loader key
+    was applied without a word, while the same change by ``--set`` was said. Model keys are the
+    checkpoint's anyway (``_checkpoints_model``); keys filled from the data are left out (``_FILLED_KEYS``).
+    Empty when no checkpoint loads."""
     from maskrcnn.config import flatten_sections, from_dict
 
     if not read.get("checkpoint") or "config" not in read["checkpoint"]:
         return {}
     held = from_dict(read["checkpoint"]["config"], stored=True)
     ours, theirs = (flatten_sections(c.to_dict(), c) for c in (saved, held))
-    return {k: theirs[k] for k in theirs if k.startswith("solver.") and ours.get(k) != theirs[k]}
+    return {k: theirs[k] for k in theirs
+            if not k.startswith("model.") and k not in _FILLED_KEYS and ours.get(k) != theirs[k]}
 
 
 def _checkpoints_model(saved, saved_path: Path, say, read=None):
@@ -279,16 +293,18 @@ def config_phrase(config_named, config_said=None) -> str:
 
 
 def _explicit_keys(keys, overrides: dict | None, config_named: str | None,
-                   config_keys: frozenset | None = None, config_said: str | None = None) -> dict:
+                   config_keys: frozenset | None = None, config_said: str | None = None, *,
+                   caller: str = "maskrcnn train") -> dict:
     """{key: "--set" | "--config FILE"} for those of ``keys`` the user set explicitly: named by ``--set``
     (in a section's mapping too), or written in the YAML file given as ``--config`` (``config_keys``, as
     ``config.load_config_keys`` gave them; None: read from ``config_named``; a preset sets nothing
     explicitly; ``config_said``: as ``config_phrase``). ``init_weights.follow_weights_keeping`` keeps these
-    where the weights only suggest."""
+    where the weights only suggest. ``caller``: how ``--set`` is named ("set=" for ``maskrcnn.train()``:
+    ``caller_words.set_word``)."""
     from maskrcnn.config import config_file_keys, set_keys
 
     named = set_keys(overrides or {})
-    out = {k: "--set" for k in keys if k in named}
+    out = {k: set_word(caller) for k in keys if k in named}
     in_file = (config_file_keys(config_named) if config_keys is None else config_keys) if config_named else ()
     said = config_phrase(config_named, config_said)
     out.update({k: said for k in keys if k in in_file and k not in out})
@@ -443,11 +459,12 @@ def skip_words(skipped: dict) -> str:
     return "; ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in ordered)
 
 
-def keypoint_config_refusal(cfg, train_set, config_named=None, config_said=None) -> str:
+def keypoint_config_refusal(cfg, train_set, config_named=None, config_said=None, *,
+                            caller="maskrcnn train") -> str:
     """One line when ``cfg`` trains keypoints (``model.roi_heads.keypoint_on``) and the training file
     has none (no category names a keypoint set, no kept annotation holds keypoints), else "". Every
     annotation was then skipped as having no keypoint, and the run failed with "no usable training
-    image", the reason unsaid. ``config_said``: as ``config_phrase``."""
+    image", the reason unsaid. ``config_said``: as ``config_phrase``; ``caller``: as ``caller_words``."""
     if not cfg.model.roi_heads.keypoint_on or train_set.defines_keypoints:  # (unnamed: read as COCO's 17)
         return ""
     config = config_phrase(config_named, config_said)
@@ -458,11 +475,11 @@ def keypoint_config_refusal(cfg, train_set, config_named=None, config_said=None)
                 "'skeleton')")
     return (f"{train_set.json_path}: no category defines keypoints (a 'keypoints' list of names) and no "
             f"annotation holds any, but {config} trains keypoints (model.roi_heads.keypoint_on); train "
-            "boxes and masks with a mask config (--config r50_fpn), or --set "
-            "model.roi_heads.keypoint_on=false")
+            "boxes and masks with a mask config (--config r50_fpn), or "
+            f"{set_item(set_word(caller), 'model.roi_heads.keypoint_on', False)}")
 
 
-def stale_flip_map_note(pairs, config_names, names, *, source) -> str:
+def stale_flip_map_note(pairs, config_names, names, *, source, caller="maskrcnn train") -> str:
     """A note when ``data.keypoint_flip_map`` (``pairs``, not given with ``--set``) is of another keypoint
     set than the training file's (``names``), as when a run's config.yaml is reused with other data:
     pairs by name naming a keypoint the file lacks (they failed, naming the config's keypoint), or pairs
@@ -485,8 +502,14 @@ def stale_flip_map_note(pairs, config_names, names, *, source) -> str:
         listed = short_listing(map(display_name, config_names), limit=5)
         why = f"is by index into the config's keypoints ({listed}), not its own"
     return (f"note: {source}: the config's data.keypoint_flip_map ({flip_line(pairs)}) {why}: the pairs are "
-            "derived from its keypoint names instead (--set data.keypoint_flip_map='[[a, b], ...]' gives "
-            "them)")
+            f"derived from its keypoint names instead ({_flip_map_item(caller)} gives them)")
+
+
+def _flip_map_item(caller: str) -> str:
+    """How ``caller`` gives flip pairs: ``--set data.keypoint_flip_map='[[a, b], ...]'``."""
+    word = set_word(caller)
+    return set_item(word, "data.keypoint_flip_map", None,
+                    shown="'[[a, b], ...]'" if word.startswith("--") else "[[a, b], ...]")
 
 
 def flip_line(pairs) -> str:
@@ -578,13 +601,14 @@ def check_best_metric(cfg, *, has_val: bool) -> None:
         raise ValueError(problem)
 
 
-def best_metric_for(cfg, val_set, val_json) -> tuple:
+def best_metric_for(cfg, val_set, val_json, *, caller="maskrcnn train") -> tuple:
     """(the metric the best checkpoint follows, a warning line or ""), once the validation set is read.
 
     A validation set whose objects all lack a mask (rectangles: box and empty segmentation) has no segm
     AP (``evaluator._run_segm``: NaN, ``not_reported``), so a run following ``segm/*`` never wrote
     ``model_best.pth`` and never counted its patience. ``auto`` then follows ``bbox/AP``, said in the
-    line; a ``segm/*`` metric the user set is refused (ValueError) before anything trains."""
+    line; a ``segm/*`` metric the user set is refused (ValueError) before anything trains. ``caller``: as
+    ``caller_words``."""
     from maskrcnn.engine.best_model import AUTO, resolve_metric
 
     s = cfg.solver
@@ -598,7 +622,7 @@ def best_metric_for(cfg, val_set, val_json) -> tuple:
            f"and no segmentation), so its segm AP is never reported")
     if str(s.best_metric).strip().lower() != AUTO:
         raise ValueError(f"solver.best_metric {metric}: {why}; follow a bbox metric (e.g. "
-                         f"--set solver.best_metric=bbox/AP) or none")
+                         f"{set_item(set_word(caller), 'solver.best_metric', 'bbox/AP')}) or none")
     return "bbox/AP", f"warning: solver.best_metric auto follows bbox/AP, not segm/AP: {why}"
 
 
@@ -699,7 +723,7 @@ def build_training(
         # also with no checkpoint yet (the run starts again from scratch with its own settings)
         cfg, run_classes = _resumed_config(cfg, output, say, overrides=overrides, config_named=config_named,
                                            from_checkpoint=resuming, notes=resume_notes,
-                                           config_said=config_said, read=read)
+                                           config_said=config_said, read=read, caller=caller)
         run_classes = run_classes if resuming else ()
         held = read.get("checkpoint")  # an INT8 or weights-only file: refused before the data is read
         refusal = no_training_state(read["path"], held, checkpoint_candidates(output)) if held else ""
@@ -714,13 +738,14 @@ def build_training(
     rank, world_size, device = du.init_distributed(str(device))
     if not resuming and cfg.model.init_weights:
         source = _read_init_weights(cfg.model.init_weights, rank, world_size, reads=init_reads)
-        explicit = _explicit_keys(source.implied, overrides, config_named, config_keys, config_said)
+        explicit = _explicit_keys(source.implied, overrides, config_named, config_keys, config_said,
+                                  caller=caller)
         cfg, changes, kept = follow_weights_keeping(cfg, source.implied, explicit, weights=str(
-            source.provenance.get("spec") or cfg.model.init_weights))
+            source.provenance.get("spec") or cfg.model.init_weights), init=init_word(caller))
     size_lines = []
     if not resume:  # a resumed run keeps its own test sizes (its config.yaml), changed only by --set
         cfg, size_lines = follow_training_sizes(cfg, _explicit_keys(
-            INPUT_SIZE_KEYS, overrides, config_named, config_keys, config_said))
+            INPUT_SIZE_KEYS, overrides, config_named, config_keys, config_said, caller=caller))
     if cfg.solver.batch_size % world_size:
         raise ValueError(
             f"solver.batch_size {cfg.solver.batch_size} is not divisible by {world_size} processes"
@@ -746,7 +771,7 @@ def build_training(
         exif_frame=cfg.data.exif_frame,
         fold_shared_files=True,  # one picture under two records: trained once, with all its objects
     )
-    no_keypoints = keypoint_config_refusal(cfg, train_set, config_named, config_said)
+    no_keypoints = keypoint_config_refusal(cfg, train_set, config_named, config_said, caller=caller)
     if no_keypoints:  # every annotation skipped as lacking keypoints: "no usable training image" hid why
         raise ValueError(no_keypoints)
     if len(train_set) == 0:
@@ -799,7 +824,8 @@ def build_training(
     if rh.keypoint_on:
         configured = cfg.data.keypoint_flip_map
         stale = "" if "data.keypoint_flip_map" in set_keys(overrides or {}) else stale_flip_map_note(
-            configured, cfg.data.keypoint_names, train_set.keypoint_names, source=str(train_json))
+            configured, cfg.data.keypoint_names, train_set.keypoint_names, source=str(train_json),
+            caller=caller)
         if stale:  # another keypoint set's pairs (a run's config.yaml reused with other data)
             say(stale)
             configured = ()
@@ -829,7 +855,7 @@ def build_training(
         if cfg.input.flip_prob > 0 and pairs_nothing(flip_map):  # half the images: left and right exchanged
             say(f"warning: {train_json}: its keypoint names pair no left with a right, so the training flips "
                 f"(input.flip_prob {cfg.input.flip_prob:g}) swap no point; if it has left/right points, give "
-                "the pairs with --set data.keypoint_flip_map='[[a, b], ...]' (0-based indices or names), or "
+                f"the pairs with {_flip_map_item(caller)} (0-based indices or names), or "
                 "train without flips: input.flip_prob=0")
         keypoint_sigmas(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints,
                         cfg.data.keypoint_sigmas)  # a bad data.keypoint_sigmas fails now, not at evaluation
@@ -875,7 +901,8 @@ def build_training(
         if line:
             say(f"note: {line}")
         ground_truth(val_set)  # read as each evaluation will read it: a value it refuses fails now
-        best_metric, line = best_metric_for(cfg, val_set, val_json)  # a val set of rectangles: bbox/AP
+        # a val set of rectangles: bbox/AP
+        best_metric, line = best_metric_for(cfg, val_set, val_json, caller=caller)
         if line:
             say(line)
         evaluate_fn = make_evaluate_fn(cfg, val_set, val_json, device=device)

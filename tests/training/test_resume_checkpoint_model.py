@@ -145,3 +145,28 @@ def test_a_solver_value_edited_in_config_yaml_is_said_as_a_set_one_is(run):
     _edit(out / "config.yaml", ("solver",), lr=lr)
     _, _, stream = _build(load_config("demo"), data, out, resume=True, overrides={})
     assert not [s for s in stream.getvalue().splitlines() if s.startswith("resume: ")], stream.getvalue()
+
+
+def test_input_and_data_values_edited_in_config_yaml_are_said_as_solver_ones_are(run):
+    """``input.min_size``/``max_size`` and ``data.*`` loader keys edited in the run's config.yaml were
+    applied without a word (only ``solver.*`` edits were said); now each is said with where it came from,
+    the ones that change the images drawn with the warning ``--set`` gets; an edited key ``--set`` again is
+    said once, from ``--set``."""
+    out, data = run
+    _edit(out / "config.yaml", ("input",), min_size=[40], max_size=48)
+    _edit(out / "config.yaml", ("data",), aspect_ratio_grouping=False, repeat_threshold=0.5)
+    _edit(out / "config.yaml", ("solver",), lr=0.5)
+    _, cfg, stream = _build(load_config("demo", {"solver.lr": 0.25}), data, out, resume=True,
+                            overrides={"solver.lr": "0.25"})
+    log = stream.getvalue()
+    for line in ("resume: input.min_size 32 -> [40] (from config.yaml)\n",
+                 "resume: input.max_size 32 -> 48 (from config.yaml)\n",
+                 "resume: data.aspect_ratio_grouping True -> False (from config.yaml)\n",
+                 "warning: --resume with data.repeat_threshold=0.5 (from config.yaml), the run's was 0: the "
+                 "images drawn from now on differ from the run's\n",
+                 "resume: solver.lr 0.5 -> 0.25 (from --set)\n"):
+        assert line in log, (line, log)
+    assert log.count("resume: solver.lr") == 1, log  # edited and --set again: said once, from --set
+    assert (cfg.input.min_size, cfg.input.max_size, cfg.data.aspect_ratio_grouping) == ((40,), 48, False)
+    # class names and the EXIF frame are filled from the data, not edits: nothing said of them
+    assert "data.class_names" not in log and "exif_frame_seen" not in log, log

@@ -1,0 +1,60 @@
+"""``maskrcnn.train(..., set=...)``'s error and note lines name what the caller passed (``set={...}``,
+``init=``), not the command line's ``--set model.x=...`` / ``--init`` it never typed; the command keeps
+its options. One table decides the words (``engine/caller_words.py``)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_model import TINY  # tests/ is on the path
+
+import maskrcnn
+from maskrcnn.config import PRESETS, apply_overrides, load_config, save_config
+from maskrcnn.engine.init_weights import InitError
+from maskrcnn.engine.training import _resumed_config
+from maskrcnn.modeling.mask_rcnn import build_model
+
+
+@pytest.fixture(scope="module")
+def weights_and_data(tmp_path_factory):
+    from maskrcnn.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("words")
+    torch.manual_seed(0)
+    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
+    save_checkpoint(root / "tiny.pth", model_state=build_model(cfg).state_dict(), config=cfg,
+                    class_names=["__background__", "cat", "dog"])
+    (root / "images").mkdir()
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "images" / "1.png")
+    (root / "train.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "1.png", "width": 24, "height": 24}],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100.0,
+                         "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}]}))
+    return root
+
+
+def test_a_shape_key_set_against_init_weights_names_the_keywords(weights_and_data, tmp_path):
+    root = weights_and_data
+    with pytest.raises(InitError) as caught:
+        maskrcnn.train(train_json=str(root / "train.json"), output=str(tmp_path / "run"),
+                       init=str(root / "tiny.pth"), set={"model.fpn_dim": 64})
+    said = str(caught.value)
+    assert said.startswith(f"set={{'model.fpn_dim': 64}} but the init= weights {root / 'tiny.pth'} have "
+                           "model.fpn_dim 32"), said
+    assert said.endswith("drop that set= entry, or use other weights"), said
+    assert "--set" not in said and "--init" not in said, said
+
+
+def test_a_resume_through_the_api_says_set_not_the_option(tmp_path):
+    save_config(load_config("demo", {"solver.iters": 900}), tmp_path / "config.yaml")
+    said = []
+    _resumed_config(load_config("demo", {"solver.iters": 1200}), tmp_path, said.append,
+                    overrides={"solver.iters": "1200"}, caller="maskrcnn.train()")
+    assert said == ["resume: solver.iters 900 -> 1200 (from set=)"], said
+    said.clear()  # the command: its option, as before
+    _resumed_config(load_config("demo", {"solver.iters": 1200}), tmp_path, said.append,
+                    overrides={"solver.iters": "1200"}, caller="maskrcnn train")
+    assert said == ["resume: solver.iters 900 -> 1200 (from --set)"], said
