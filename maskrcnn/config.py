@@ -614,12 +614,18 @@ def load_yaml_lines(text_or_stream, source: str) -> tuple:
 # --------------------------------------------------------------------------------------------
 # Ranges
 
+def _finite(v) -> bool:
+    """An int is finite however long (math.isfinite raises OverflowError past a float's range: a
+    400-digit solver.iters in a YAML file was a traceback, not the key's range)."""
+    return isinstance(v, int) or math.isfinite(v)
+
+
 def _positive(v) -> bool:
-    return v > 0 and math.isfinite(v)
+    return v > 0 and _finite(v)
 
 
 def _non_negative(v) -> bool:
-    return v >= 0 and math.isfinite(v)
+    return v >= 0 and _finite(v)
 
 
 def _unit(v) -> bool:
@@ -666,7 +672,7 @@ _RANGES = {
     "model.fpn_dim": _up_to(_MAX_CHANNELS),
     "model.size_divisibility": (_non_negative, ">= 0 (0: no padding multiple, as detectron2's C4)"),
     "model.pixel_std": (_positive, "> 0"),
-    "model.pixel_mean": (math.isfinite, "finite"),
+    "model.pixel_mean": (_finite, "finite"),
     "model.frozen_bn_eps": (_non_negative, ">= 0"),
     "model.rpn.anchor_sizes": _up_to(_MAX_SIDE),
     "model.rpn.aspect_ratios": _up_to(1000),
@@ -1015,7 +1021,8 @@ def _cross_key_problems(cfg: Config) -> list:
     sizes = m.rpn.anchor_sizes
     if m.fpn and isinstance(sizes, (tuple, list)) and sizes and len(sizes) != FPN_LEVELS:
         # the builder's words, said when read, not after the dataset (a 10-minute read on COCO)
-        problems.append(f"model.rpn.anchor_sizes has {len(sizes)} sizes for {FPN_LEVELS} FPN levels "
+        problems.append(f"model.rpn.anchor_sizes has {len(sizes)} size{'s' if len(sizes) != 1 else ''} for "
+                        f"{FPN_LEVELS} FPN levels "
                         f"(one per level P2..P6 with model.fpn=true; without an FPN all go on one level)")
     widths = []  # (norm key, its value, width key, its value): each layer GroupNorm would normalise
     if m.fpn:
@@ -1083,8 +1090,9 @@ def _training_problems(cfg: Config) -> list:
         problems.append(f"solver.iters must be {_ITERS_TO_TRAIN}, got {iters!r}")
     # 1e30 was taken: the log's eta ran to 26 digits and the run never ends; a bound as the seed's
     if isinstance(iters, int) and not isinstance(iters, bool) and iters > MAX_ITERS:
-        problems.append(f"solver.iters must be at most {MAX_ITERS:,} (more than any run can train), got "
-                        f"{iters:.3g}")
+        got = f"{iters:.3g}" if iters < 10**300 else f"an integer of {len(str(iters))} digits"  # float range
+        problems.append(f"solver.iters must be at most {MAX_ITERS:,} (more than any run can train), "
+                        f"got {got}")
     # torch.manual_seed takes 64 bits: seed=1e30 failed later as "Overflow when unpacking long long", not
     # naming the key (a stored config is not checked: its run is over or resumed with its own seed)
     if _is_whole(cfg.seed) and not SEED_RANGE[0] <= cfg.seed < SEED_RANGE[1]:

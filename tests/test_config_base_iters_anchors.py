@@ -25,13 +25,17 @@ def test_solver_iters_past_the_bound_is_refused_when_read(tmp_path):
     path.write_text("_base_: demo\nsolver:\n  iters: 2000000000\n")
     with pytest.raises(ValueError, match=r"got 2e\+09 \(long\.yaml line 3\)"):
         load_config(str(path))
+    # an int past a float's range: the same line, not math.isfinite's OverflowError traceback
+    path.write_text("_base_: demo\nsolver:\n  iters: " + "9" * 400 + "\n")
+    with pytest.raises(ValueError, match=r"at most 1,000,000,000 .*got an integer of 400 digits"):
+        load_config(str(path))
     assert load_config("demo", {"solver.iters": MAX_ITERS}).solver.iters == MAX_ITERS
     # a stored config (a checkpoint's) is not a config to train with: not refused
     assert load_config("demo", {"solver.iters": 2 * MAX_ITERS}, stored=True).solver.iters == 2 * MAX_ITERS
 
 
 def test_fpn_anchor_sizes_not_one_per_level_are_refused_when_read():
-    with pytest.raises(ValueError, match=r"model\.rpn\.anchor_sizes has 1 sizes for 5 FPN levels"):
+    with pytest.raises(ValueError, match=r"model\.rpn\.anchor_sizes has 1 size for 5 FPN levels"):
         load_config("r50_fpn", {"model.rpn.anchor_sizes": "[32]"})
     # without an FPN every size goes on the one level: any count builds
     assert load_config("r50_c4", {"model.rpn.anchor_sizes": "[32]"}).model.rpn.anchor_sizes == (32,)
