@@ -167,6 +167,11 @@ def _read_pickle(path: Path):
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
             if path.stat().st_size == 0:
                 raise ConversionError(f"{path} is empty (0 bytes)") from None
+            from maskrcnn.checkpoint_refusal import damaged_pickle_message
+
+            damaged = damaged_pickle_message(path)  # cut off or damaged: said as every reader says it
+            if damaged is not None:
+                raise ConversionError(damaged) from None
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConversionError(f"{path}: cannot be read as a pickle of numpy arrays ({reason})") from None
     refuse_object_arrays(obj, path, error=ConversionError)  # one that came another way (ndarray.__setstate__)

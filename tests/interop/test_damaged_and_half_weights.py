@@ -1,0 +1,68 @@
+"""Three things a weights file did without a word (a probe's findings):
+
+- a detectron2 ``.pkl`` cut off at a third was "a plain pickle, not a PyTorch file" to predict and to
+  ``convert --from torchvision`` (the whole file gets a detectron2 hint); now every reader says it is a
+  truncated or corrupt pickle, and that its readable start is a detectron2 checkpoint's;
+- a checkpoint of ours with one key renamed named the key missing, never the file's key the model has no
+  place for;
+- float16 / bfloat16 weights loaded (and converted to float32, twice the bytes) without a note, though they
+  score slightly apart from their float32 original.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from test_detectron2_convert import to_detectron2  # (tests/interop is on the path)
+
+from maskrcnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from maskrcnn.checkpoint_read import inference_weights
+from maskrcnn.cli import main
+from tests.tiny_model import build_tiny, save_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    model, cfg = build_tiny()
+    return model, save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt.pth", model, cfg)
+
+
+def _last_error(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_cut_off_pickle_is_called_truncated_by_every_reader(tiny, tmp_path, capsys):
+    model, _ = tiny
+    whole = pickle.dumps({"model": to_detectron2(model), "__author__": "Detectron2 Model Zoo"}, protocol=4)
+    cut = tmp_path / "trunc_d2.pkl"
+    cut.write_bytes(whole[: len(whole) // 3])
+    other = tmp_path / "trunc_other.pkl"  # no detectron2 keys in what can be read: no such word
+    other_bytes = pickle.dumps({"weights": np.zeros(50_000, np.float32), "tail": "x"}, protocol=4)
+    other.write_bytes(other_bytes[: len(other_bytes) // 2])
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    said = f"{cut} is a truncated or corrupt pickle (its data stops at byte {cut.stat().st_size}, before the "
+    predict = ["predict", str(image), "--output", str(tmp_path / "o"), "--device", "cpu", "--weights"]
+    runs = [[*predict, str(cut)],
+            *(["convert", "--from", source, str(cut), str(tmp_path / "o.pth")]
+              for source in ("torchvision", "detectron2", "mmdetection"))]
+    for argv in runs:
+        assert main(argv) == 1
+        line = _last_error(capsys)
+        assert said in line and "plain pickle" not in line, (argv, line)
+        assert "looks like a detectron2 checkpoint (keys like backbone.bottom_up." in line, line
+    assert not (tmp_path / "o.pth").exists() and not (tmp_path / "o").exists()
+    with pytest.raises(CheckpointError, match=r"trunc_other\.pkl is a truncated or corrupt pickle \(its data "
+                                              r"stops at byte \d+, before the pickle's end: a cut-off "
+                                              r"download or copy\)$"):
+        load_checkpoint(other)
+    # the whole file is still the plain pickle that convert --from detectron2 reads
+    (tmp_path / "whole.pkl").write_bytes(whole)
+    assert main([*predict, str(tmp_path / "whole.pkl")]) == 1
+    assert "is a plain pickle, not a PyTorch file (a detectron2 checkpoint: maskrcnn convert --from " \
+           "detectron2" in _last_error(capsys)
