@@ -66,3 +66,24 @@ def test_a_cut_off_pickle_is_called_truncated_by_every_reader(tiny, tmp_path, ca
     assert main([*predict, str(tmp_path / "whole.pkl")]) == 1
     assert "is a plain pickle, not a PyTorch file (a detectron2 checkpoint: maskrcnn convert --from " \
            "detectron2" in _last_error(capsys)
+
+
+def test_a_renamed_key_names_the_files_key_too(tiny, tmp_path):
+    _, path = tiny
+    ckpt = load_checkpoint(path)
+    renamed = {k.replace("box_head.fcs.0.", "box_head.fcX.0."): v for k, v in ckpt["model"].items()}
+    save_checkpoint(tmp_path / "renamed.pth", model_state=renamed, config=ckpt["config"],
+                    class_names=ckpt["class_names"])
+    with pytest.raises(CheckpointError) as e:
+        inference_weights(tmp_path / "renamed.pth")
+    assert str(e.value).endswith(
+        "the file has no roi_heads.box_head.fcs.0.weight (2 of the model's 142 tensors missing); the file's "
+        "roi_heads.box_head.fcX.0.weight, roi_heads.box_head.fcX.0.bias are not in the model (2 such "
+        "tensors)"), str(e.value)
+    many = {("old." + k if k.startswith("rpn.") else k): v for k, v in ckpt["model"].items()}
+    save_checkpoint(tmp_path / "many.pth", model_state=many, config=ckpt["config"],
+                    class_names=ckpt["class_names"])
+    three = r"old\.rpn\.[\w.]+, " * 3
+    with pytest.raises(CheckpointError, match=rf"; the file's {three}\.\.\. \(3 more\) are not in the model "
+                                              r"\(6 such tensors\)$"):
+        inference_weights(tmp_path / "many.pth")
