@@ -145,7 +145,7 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
         # refused here in the bare state dict's words, before a model is built (torch's text spans a line
         # per key); the caller applies the same overrides to the model it builds
         refuse_misfit(path, ckpt["model"], config_from_checkpoint(ckpt, overrides or None))
-        return ckpt, notes
+        return ckpt, notes + _dtype_notes(ckpt["model"])
     found = bare_state_dict(obj)
     if found is None:  # not ours: refused in load_checkpoint's words (what it is), with #ema / --config
         raise not_ours_error(path, obj, ema=ema, config=config)
@@ -167,7 +167,16 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
                               f"to build it: {config_how or CONFIG_HOW_LIBRARY}")
     sd, found_notes = found
     ckpt, config_notes = _with_config(path, sd, config, overrides)
-    return ckpt, [*notes, *found_notes, *config_notes]
+    return ckpt, [*notes, *found_notes, *config_notes, *_dtype_notes(ckpt["model"])]
+
+
+def _dtype_notes(state: dict) -> list:
+    """[the note on weights stored in a floating dtype other than float32] or []: a half-precision file
+    runs, scoring slightly apart from its float32 original (``interop.float_dtypes``)."""
+    from maskrcnn.interop.float_dtypes import LOADED, dtype_note
+
+    note = dtype_note(state, LOADED)
+    return [note] if note else []
 
 
 def _with_config(path, sd: dict, config: str, overrides: Optional[dict]) -> tuple:

@@ -567,7 +567,10 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
                                    origin=origin)
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
-    ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
+    from maskrcnn.interop.float_dtypes import to_model_dtypes
+
+    ours, dtype_said = to_model_dtypes(ours, model_sd)
+    notes += [dtype_said] if dtype_said else []
     names = default_class_names(cfg.model.num_classes, layout)
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
             "notes": notes}

@@ -87,3 +87,38 @@ def test_a_renamed_key_names_the_files_key_too(tiny, tmp_path):
     with pytest.raises(CheckpointError, match=rf"; the file's {three}\.\.\. \(3 more\) are not in the model "
                                               r"\(6 such tensors\)$"):
         inference_weights(tmp_path / "many.pth")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_are_said_where_loaded_and_converted(tiny, tmp_path, capsys, dtype):
+    model, path = tiny
+    name = str(dtype).replace("torch.", "")
+    ckpt = load_checkpoint(path)
+    assert inference_weights(path)[1] == []  # float32: nothing to say
+    half = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    save_checkpoint(tmp_path / "half.pth", model_state=half, config=ckpt["config"],
+                    class_names=ckpt["class_names"])
+    lost = f"what {name} rounded off when saved is not regained: results may differ slightly from the " \
+           "float32 original's"
+    assert inference_weights(tmp_path / "half.pth")[1] == [
+        f"the weights are {name}, not float32: loaded into the model's float32 parameters; {lost}"]
+    # convert --from maskrcnn writes them as they are, and says so
+    kept = tmp_path / "kept.pth"
+    assert main(["convert", "--from", "maskrcnn", str(tmp_path / "half.pth"), str(kept)]) == 0
+    assert f"note: the weights are {name}, not float32: kept so in {tmp_path / 'kept.pth'}" \
+           in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "kept.pth")["model"]["rpn.head.deltas.weight"].dtype == dtype
+    # another library's half weights are written as float32: twice the bytes, said
+    d2 = to_detectron2(model)
+    if dtype == torch.float16:  # the model zoo's .pkl of numpy arrays
+        src = tmp_path / "d2.pkl"
+        src.write_bytes(pickle.dumps({"model": {k: v.astype(np.float16) for k, v in d2.items()}}))
+    else:  # numpy has no bfloat16: a detectron2 trainer's .pth of tensors
+        src = tmp_path / "d2.pth"
+        torch.save({"model": {k: torch.from_numpy(v).to(dtype) for k, v in d2.items()}}, src)
+    out = tmp_path / "from_d2.pth"
+    assert main(["convert", "--from", "detectron2", str(src), str(out)]) == 0
+    assert f"note: the weights are {name}, not float32: converted to float32, the model's dtype (twice the " \
+           f"bytes); {lost}" in capsys.readouterr().err
+    written = load_checkpoint(out)["model"].values()
+    assert {v.dtype for v in written if v.is_floating_point()} == {torch.float32}
