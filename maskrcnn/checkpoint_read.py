@@ -152,7 +152,7 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
             if line:
                 raise CheckpointError(line) from None
             raise
-        return ckpt, notes
+        return ckpt, notes + _dtype_notes(ckpt["model"])
     found = bare_state_dict(obj)
     if found is None:  # not ours: refused in load_checkpoint's words (what it is), with #ema / --config
         raise not_ours_error(path, obj, ema=ema, config=config)
@@ -174,7 +174,16 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
                               f"to build it: {config_how or CONFIG_HOW_LIBRARY}")
     sd, found_notes = found
     ckpt, config_notes = _with_config(path, sd, config, overrides)
-    return ckpt, [*notes, *found_notes, *config_notes]
+    return ckpt, [*notes, *found_notes, *config_notes, *_dtype_notes(ckpt["model"])]
+
+
+def _dtype_notes(state: dict) -> list:
+    """[the note on weights stored in a floating dtype other than float32] or []: a half-precision file
+    runs, scoring slightly apart from its float32 original (``interop.float_dtypes``)."""
+    from maskrcnn.interop.float_dtypes import LOADED, dtype_note
+
+    note = dtype_note(state, LOADED)
+    return [note] if note else []
 
 
 def _with_config(path, sd: dict, config: str, overrides: Optional[dict]) -> tuple:
@@ -263,15 +272,26 @@ def first_misfit(state: dict, cfg) -> Optional[str]:
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = build_model(cfg).state_dict()
+    extra = [k for k in state if k not in expected]
     for key, want in expected.items():
         if key not in state:
             missing = [k for k in expected if k not in state]
-            return f"the file has no {key} ({len(missing)} of the model's {len(expected)} tensors missing)"
+            said = f"the file has no {key} ({len(missing)} of the model's {len(expected)} tensors missing)"
+            # a key renamed (another version's name, a typo) is one missing and one extra: both named
+            return said + (f"; the file's {_extra_words(extra)}" if extra else "")
         have = state[key]
         if tuple(have.shape) != tuple(want.shape):
             return (f"{key} has shape {tuple(have.shape)} in the file, the model expects "
                     f"{tuple(want.shape)}")
-    extra = [k for k in state if k not in expected]
     if extra:
-        return f"the file's {extra[0]} is not in the model ({len(extra)} such tensor{'s' * (len(extra) > 1)})"
+        return f"the file's {_extra_words(extra)}"
     return None
+
+
+def _extra_words(extra: list) -> str:
+    """The file's keys the model has no place for: the first few and how many."""
+    from maskrcnn.listing import short_listing
+
+    many = len(extra) > 1
+    return (f"{short_listing(extra, limit=3)} {'are' if many else 'is'} not in the model ({len(extra)} such "
+            f"tensor{'s' * many})")

@@ -4,6 +4,7 @@
     unreadable_message(path, error) -> "PATH is empty (0 bytes)"
                                      | "PATH asks to run code (global posix.system) when unpickled; refused"
                                      | "PATH is a plain pickle, not a PyTorch file"
+                                     | "PATH is a truncated or corrupt pickle (...)[; ...detectron2...]"
                                      | "PATH is a torch.export program (...), not a checkpoint; ..."
                                      | "PATH is a TorchScript archive, not weights; ..."
                                      | "PATH is a zip archive without a PyTorch data.pkl, ..."
@@ -210,6 +211,51 @@ def is_plain_pickle(path) -> bool:
     return head != b"\x80\x02" or _first_op(path) != "LONG1"
 
 
+# strings of a damaged pickle's readable start kept to tell whose file it was (its first keys)
+_MAX_STRINGS = 200
+
+
+def damaged_pickle_message(path) -> Optional[str]:
+    """The refusal of a plain pickle that does not read to its end (a download or copy cut off, bytes
+    damaged), None for one whose opcodes reach its STOP. Read statically (``pickletools.genops``: nothing
+    unpickled). The strings of its readable start say whose file it was when they are detectron2's keys
+    (``interop.detectron2.is_detectron2``): the one plain-pickle weights format of the libraries read here."""
+    strings: list = []
+    reason = _pickle_fault(path, strings)
+    if reason is None:
+        return None
+    if any(w in reason for w in ("remain", "exhausted", "not enough data")):
+        size = os.path.getsize(path)
+        why = f"its data stops at byte {size}, before the pickle's end: a cut-off download or copy"
+    else:
+        why = reason
+    from maskrcnn.interop.detectron2 import is_detectron2
+
+    whose = ""
+    if is_detectron2(strings):
+        first = next(s for s in strings if is_detectron2([s]))
+        whose = (f"; what can be read looks like a detectron2 checkpoint (keys like {first}): get the whole "
+                 "file again, then maskrcnn convert --from detectron2 reads it")
+    return f"{path} is a truncated or corrupt pickle ({why}){whose}"
+
+
+def _pickle_fault(path, strings: list) -> Optional[str]:
+    """Why the pickle stream of ``path`` does not read to its STOP (genops' words), None when it does or
+    the file cannot be opened; the first ``_MAX_STRINGS`` strings read are appended to ``strings``."""
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _pos in pickletools.genops(f):
+                if op.name in _STRING_OPS and isinstance(arg, str) and len(strings) < _MAX_STRINGS:
+                    strings.append(arg)
+                if op.name == "STOP":
+                    return None
+    except OSError:
+        return None
+    except Exception as e:  # noqa: BLE001 - genops' ValueError for a cut or unknown opcode, whatever it is
+        return str(e) or type(e).__name__
+    return "pickle exhausted before seeing STOP"  # (genops raises it first: a stream never ends otherwise)
+
+
 def _first_op(path) -> Optional[str]:
     try:
         with open(path, "rb") as f:
@@ -299,6 +345,9 @@ def describe_refusal(path, error: Optional[Exception] = None) -> tuple:
         kind = "attack" if is_attack_global(bad) else "code"
         return kind, refused, bad
     if is_plain_pickle(path):  # (torch's words depend on the protocol: an operand, a magic number, a global)
+        damaged = damaged_pickle_message(path)  # a cut-off .pkl is no "plain pickle" to convert: said so
+        if damaged is not None:
+            return "corrupt", damaged, None
         return "pickle", f"{path} is a plain pickle, not a PyTorch file", None
     if _zip_without_data(path):
         return "corrupt", f"{path} is a zip archive without a PyTorch data.pkl, not a PyTorch file", None

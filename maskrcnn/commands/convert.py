@@ -158,6 +158,11 @@ def _ours(args, path: str, overrides: dict) -> dict:
         rest = sorted(k for k in ckpt["metadata"] if not (k == "label_to_category_id" and l2c))
         left = [k for k in left if k != "metadata"] + (
             [f"metadata ({', '.join(map(str, rest))})"] if rest else [])
+    from maskrcnn.interop.float_dtypes import dtype_note
+
+    # written as read (no converter's cast): a float16 checkpoint stays half the size, said with its cost
+    kept = dtype_note(sd, f"kept so in {args.output} (predict loads them into float32 parameters)")
+    notes += [kept] if kept else []
     # the file written named, not the metavar: "OUT keeps" read as a placeholder never filled in
     notes += [f"left out: {', '.join(map(str, left))} ({args.output} keeps the weights, config and class "
               "names)"] if left else []

@@ -167,6 +167,11 @@ def _read_pickle(path: Path):
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
             if path.stat().st_size == 0:
                 raise ConversionError(f"{path} is empty (0 bytes)") from None
+            from maskrcnn.checkpoint_refusal import damaged_pickle_message
+
+            damaged = damaged_pickle_message(path)  # cut off or damaged: said as every reader says it
+            if damaged is not None:
+                raise ConversionError(damaged) from None
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ConversionError(f"{path}: cannot be read as a pickle of numpy arrays ({reason})") from None
     refuse_object_arrays(obj, path, error=ConversionError)  # one that came another way (ndarray.__setstate__)
@@ -562,7 +567,10 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
                                    origin=origin)
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
-    ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
+    from maskrcnn.interop.float_dtypes import to_model_dtypes
+
+    ours, dtype_said = to_model_dtypes(ours, model_sd)
+    notes += [dtype_said] if dtype_said else []
     names = default_class_names(cfg.model.num_classes, layout)
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
             "notes": notes}

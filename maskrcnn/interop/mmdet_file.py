@@ -142,8 +142,11 @@ def read_pickle_file(path) -> object:
         raise ValueError(_code_refusal(path, e)) from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, ImportError, MemoryError, RecursionError, ConversionError) as e:
+        from maskrcnn.checkpoint_refusal import damaged_pickle_message
+
+        damaged = damaged_pickle_message(path)  # cut off or damaged: said as every reader says it
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{path}: cannot be read as a pickle ({reason})") from None
+        raise ValueError(damaged or f"{path}: cannot be read as a pickle ({reason})") from None
     refuse_object_arrays(obj, path, error=ValueError)  # one that came another way (ndarray.__setstate__)
     return obj
 

@@ -583,7 +583,10 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
     if problems:
         raise ConversionError(f"{source} (mmdetection {layout} layout): "
                               + "; ".join(p.replace("detectron2", "mmdetection") for p in problems))
-    ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
+    from maskrcnn.interop.float_dtypes import to_model_dtypes
+
+    ours, dtype_said = to_model_dtypes(ours, model_sd)
+    notes += [dtype_said] if dtype_said else []
     names = class_names_of(meta)
     if names is not None and len(names) == cfg.model.num_classes - 1:
         names = ["__background__"] + names

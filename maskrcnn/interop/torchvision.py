@@ -685,7 +685,10 @@ def convert_torchvision(obj, *, frozen_bn_eps: Optional[float] = None, source: s
                                    origin=origin)
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
-    ours = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
+    from maskrcnn.interop.float_dtypes import to_model_dtypes
+
+    ours, dtype_said = to_model_dtypes(ours, model_sd)
+    notes += [dtype_said] if dtype_said else []
     names, said = meta_class_names(held, cfg.model.num_classes, layout)
     notes += said
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,

@@ -181,6 +181,10 @@ def _ours(path: str, obj: dict, ema: bool = False) -> SourceWeights:
                          "again)"]
     cfg = config_from_checkpoint(ckpt)
     sd = dict(ckpt["model"])
+    from maskrcnn.interop.float_dtypes import CONVERTED, dtype_note
+
+    said = dtype_note(sd, CONVERTED)  # (the run's model takes them as its float32 parameters)
+    notes = [*notes, said] if said else notes
     names = list(ckpt["class_names"]) or None
     # our checkpoint stores the sizes its objects were learnt at: a run from it keeps that scale (the
     # finetune preset's 800 px would scale a 150 px model's images up 5x), as a suggestion (--set or a
