@@ -96,13 +96,37 @@ def test_an_earlier_runs_folder_is_known_by_its_lists_without_predictions_json(t
     from maskrcnn.commands.predict import expand_inputs
 
     images = tmp_path / "in"
-    for rel in ("a.png", "old/overlays/a.png", "old2/masks/a.png", "mine/overlays/c.png", "mine/masks/d.png"):
+    for rel in ("a.png", "old/overlays/a.png", "old/photo.png", "old2/masks/a.png", "mine/overlays/c.png",
+                "mine/masks/d.png"):
         _image(images / rel)
     (images / "old" / "overlays" / "written.json").write_text('{"files": ["a.png"]}')  # predictions.json gone
     (images / "old2" / "masks" / "written.json").write_text('{"files": ["a.png"]}')  # a --no-overlays run's
     found = expand_inputs([images])
+    # old/ was `predict old --output old`: its overlays/ goes, the user's own photo there is predicted
     assert [p.relative_to(images).as_posix() for p in found] == ["a.png", "mine/masks/d.png",
-                                                                 "mine/overlays/c.png"]
+                                                                 "mine/overlays/c.png", "old/photo.png"]
+
+
+def test_a_first_run_into_the_images_folder_predicts_the_users_images_in_export_named_folders(tmp_path):
+    """Before: labelme/, yolo/, masks/ were left out whenever --output was the images folder, though
+    LabelMe keeps its images beside its JSON files and no run had written there yet. Now such a folder is
+    left out only when it holds a run's list of the files it wrote; overlays/ always (runs before the
+    lists wrote none)."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "labelme/b.png", "yolo/images/c.png", "masks/d.png", "cutouts/e.png",
+                "overlays/f.png", "look/overlays/g.png", "look/h.png"):
+        _image(images / rel)
+    (images / "look" / "overlays" / "written.json").write_text('{"files": ["g.png"]}')  # show-data's output
+    found = expand_inputs([images], output=images)
+    assert [p.relative_to(images).as_posix() for p in found] == [
+        "a.png", "cutouts/e.png", "labelme/b.png", "look/h.png", "masks/d.png", "yolo/images/c.png"]
+    (images / "masks" / "written.json").write_text('{"files": ["d.png"]}')  # a run's masks now
+    (images / "cutouts" / "written.partial.jsonl").write_text('["e.png"]\n')  # a killed run's cut-outs
+    found = expand_inputs([images], output=images)
+    assert [p.relative_to(images).as_posix() for p in found] == [
+        "a.png", "labelme/b.png", "look/h.png", "yolo/images/c.png"]
 
 
 def test_the_rerun_note_counts_the_images_with_detections_as_such(tmp_path):

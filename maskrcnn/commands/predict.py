@@ -184,10 +184,11 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
-    ``output`` of this run, or a sub-folder holding ``predictions.json`` or ``overlays/written.json``)
-    are left out, and so are, when the output is the images folder itself, the folders a run writes in it
-    (``run_folder_names``: overlays/, masks/, cutouts/, ...): an output folder inside the images folder
-    would otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
+    ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out, and so are the
+    overlays/ folder of one (the images folder itself when it is the output) and the folders a run writes
+    (``run_folder_names``: overlays/, masks/, cutouts/, ...) that hold a run's list of the files it wrote
+    (``written.json``; ``_OutputFolders.inside``): an output folder inside the images folder would
+    otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
     an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None).
 
     Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
@@ -263,8 +264,8 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
     if in_output:
         print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
-              "(a run's overlays/ and export folders: in --output, or a folder holding predictions.json or "
-              "overlays/written.json)", file=sys.stderr)
+              "(in --output or a folder holding predictions.json, and a run's overlays/ and export folders "
+              "holding its list of the files it wrote, written.json)", file=sys.stderr)
     return files
 
 
@@ -392,9 +393,10 @@ def run_folder_names() -> frozenset:
 
 
 class _OutputFolders:
-    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), a folder
-    holding ``predictions.json`` or ``predictions.partial.jsonl``, or one whose ``overlays/`` holds the
-    list of the overlays a run wrote (``written.json``: its predictions.json may have been deleted). Each
+    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved) or a folder
+    holding ``predictions.json`` or ``predictions.partial.jsonl``, as a whole; and a run's folders
+    (``inside``): overlays/ of an output folder, and any of them holding a run's list of the files it
+    wrote there (``written.json``: its predictions.json may have been deleted). Each
     folder's answer is remembered, so that a folder of 10,000 images is looked at on disk once, not once
     per file. For one listing: files written meanwhile are not seen."""
 
@@ -404,9 +406,12 @@ class _OutputFolders:
         self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
+        # not by an overlays/written.json inside: a folder predicted into itself (`predict 2024 --output
+        # 2024`, predictions.json deleted since) or a show-data output holds the user's own images beside
+        # it; ``inside`` leaves out that overlays/ folder by its list
         if folder not in self._is_output:
             self._is_output[folder] = folder in self.outputs or any(
-                (folder / name).is_file() for name in RESULT_FILES) or self._listed(folder / OVERLAYS_DIR)
+                (folder / name).is_file() for name in RESULT_FILES)
         return self._is_output[folder]
 
     @staticmethod
@@ -415,14 +420,17 @@ class _OutputFolders:
         return any((folder / name).is_file() for name in _WRITTEN_LISTS)
 
     def inside(self, folder: Path, top: Path) -> bool:
-        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or one of the
-        folders a run writes in one (overlays/, masks/, cutouts/, labelme/, yolo/: ``run_folder_names``;
-        ``top`` itself may be an output: ``--output`` the images folder), or such a folder holding a run's
-        list of the files it wrote (``written.json``: a --no-overlays run's masks/): its parents walked up
-        to ``top``, each looked at on disk once per run (``is_output``)."""
+        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, the overlays/
+        folder of one (``top`` itself may be an output: ``--output`` the images folder; overlays/ of runs
+        older than the lists has none), or one of the folders a run writes (overlays/, masks/, cutouts/,
+        labelme/, yolo/: ``run_folder_names``) that holds a run's list of the files it wrote there
+        (``written.json``, or a killed run's ``written.partial.jsonl``: a --no-overlays run's masks/). A
+        masks/ or labelme/ folder without a list is the user's (LabelMe keeps its images beside its JSON
+        files), also in the images folder: the listing is made before this run writes anything. Its
+        parents are walked up to ``top``, each looked at on disk once per run (``is_output``)."""
         while folder != top and top in folder.parents:
-            if self.is_output(folder) or (folder.name in self._run_folders and (
-                    self.is_output(folder.parent) or self._listed(folder))):
+            if self.is_output(folder) or (folder.name in self._run_folders and self._listed(folder)) or (
+                    folder.name == OVERLAYS_DIR and self.is_output(folder.parent)):
                 return True
             folder = folder.parent
         return False
