@@ -41,8 +41,8 @@ be read (every one skipped: a line says so, exit status 1). Where the run writes
 checked before the model loads: a folder where predictions.json or overlays/written.json goes, a file
 where overlays/ goes (``check_run_folder``), the exports' places (``check_export_locations``), and that
 the folder, or its nearest existing parent, takes new files (``io_utils.check_output_dir``); the exports
-are written also when the results or the overlays' list then cannot be. Ctrl-C says how many images were written and
-where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
+are written also when the results or the overlays' list then cannot be. Ctrl-C says how many images
+were written and where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
 (``stop_signals``): the images being predicted (one window of ``--batch-size``) are finished, the
 results and exports of the images done are written, "stopped by SIGTERM: ..." and exit status 143 (a
 second one while predicting stops at once; once the results and exports are being written a signal is
