@@ -26,7 +26,7 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
 - Categories (without ``--classes``): the labels ``<meta>`` lists (of the task, job or project; not
   skeleton parts nor labels typed for shapes without area), numbered from 1 in the order it lists them
   (a project's label order; ``predict --export cvat`` lists the model's classes in its order, so its
-  file reads back with the model's category ids, a class without instances included), then the labels
+  file reads back in the model's class order, ids 1..K, a class without instances included), then the labels
   met that it does not list, sorted by name. So the train and val tasks of one project, exported and
   converted apart, number their classes alike even when one of them has no instance of some class.
   Earlier versions numbered every label sorted by name: a ``<meta>`` listing out of name order is said
