@@ -425,11 +425,19 @@ def _parent_problem(path: Path) -> str:
 
 
 def check_output_dir(path: PathLike, option: str = "--output") -> Path:
-    """``path`` as a Path if a folder can be made or used there; ValueError naming ``option`` if not."""
+    """``path`` as a Path if a folder can be made or used there; ValueError naming ``option`` if not. An
+    existing folder is probed for writes (``_unwritable``); one still to be made, in its nearest existing
+    parent, where it would be made (a read-only mount is found now, not after the work)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path}: is an existing file, not a folder; choose a folder")
-    problem = _parent_problem(path) or _unwritable(path)
+    problem = _parent_problem(path)
+    if not problem and path.is_dir():
+        problem = _unwritable(path)
+    elif not problem:
+        parent = next((p for p in path.absolute().parents if p.is_dir()), None)
+        refused = _unwritable(parent) if parent is not None else ""
+        problem = f"cannot be made: {parent}: {refused}" if refused else ""
     if problem:
         raise ValueError(f"{option} {path}: {problem}")
     return path

@@ -143,3 +143,33 @@ def test_a_folder_in_a_targets_place_is_refused_before_any_part_is_written(tmp_p
     with pytest.raises(IsADirectoryError, match="b.json"):
         io_utils.atomic_write_all({tmp_path / "a.json": b"A" * 1000, tmp_path / "b.json": b"B"})
     assert not written and sorted(os.listdir(tmp_path)) == ["b.json"]
+
+
+def test_an_output_folder_still_to_be_made_is_checked_in_its_nearest_existing_parent(tmp_path, monkeypatch):
+    """Before: only an existing --output was probed for writes; one to be made was found unwritable after
+    the work (predict had its own probe, which left its probe file behind when the removal failed)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_create, real_unlink = io_utils.create_temp_file, os.unlink
+
+    def refuse(folder, **kwargs):
+        if str(folder) == str(locked):
+            raise PermissionError(13, "Permission denied")
+        return real_create(folder, **kwargs)
+
+    monkeypatch.setattr(io_utils, "create_temp_file", refuse)
+    with pytest.raises(ValueError, match=r"--output .*new.out: cannot be made: .*locked: cannot write there "
+                                         r"\(Permission denied\)"):
+        io_utils.check_output_dir(locked / "new" / "out")
+    assert io_utils.check_output_dir(tmp_path / "fine" / "out") == tmp_path / "fine" / "out"
+    assert not (tmp_path / "fine").exists() and os.listdir(tmp_path) == ["locked"]  # the probe went
+    monkeypatch.setattr(io_utils, "create_temp_file", real_create)
+
+    def no_removal(path, *args, **kwargs):  # chattr +a: files can be made, not removed
+        if ".write-check." in str(path):
+            raise PermissionError(1, "Operation not permitted")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(io_utils.os, "unlink", no_removal)
+    with pytest.raises(ValueError, match="cannot be made: .*: cannot remove files there"):
+        io_utils.check_output_dir(locked / "new" / "out", option="--save-dir")

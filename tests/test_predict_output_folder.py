@@ -96,13 +96,37 @@ def test_an_earlier_runs_folder_is_known_by_its_lists_without_predictions_json(t
     from maskrcnn.commands.predict import expand_inputs
 
     images = tmp_path / "in"
-    for rel in ("a.png", "old/overlays/a.png", "old2/masks/a.png", "mine/overlays/c.png", "mine/masks/d.png"):
+    for rel in ("a.png", "old/overlays/a.png", "old/photo.png", "old2/masks/a.png", "mine/overlays/c.png",
+                "mine/masks/d.png"):
         _image(images / rel)
     (images / "old" / "overlays" / "written.json").write_text('{"files": ["a.png"]}')  # predictions.json gone
     (images / "old2" / "masks" / "written.json").write_text('{"files": ["a.png"]}')  # a --no-overlays run's
     found = expand_inputs([images])
+    # old/ was `predict old --output old`: its overlays/ goes, the user's own photo there is predicted
     assert [p.relative_to(images).as_posix() for p in found] == ["a.png", "mine/masks/d.png",
-                                                                 "mine/overlays/c.png"]
+                                                                 "mine/overlays/c.png", "old/photo.png"]
+
+
+def test_a_first_run_into_the_images_folder_predicts_the_users_images_in_export_named_folders(tmp_path):
+    """Before: labelme/, yolo/, masks/ were left out whenever --output was the images folder, though
+    LabelMe keeps its images beside its JSON files and no run had written there yet. Now such a folder is
+    left out only when it holds a run's list of the files it wrote; overlays/ always (runs before the
+    lists wrote none)."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "labelme/b.png", "yolo/images/c.png", "masks/d.png", "cutouts/e.png",
+                "overlays/f.png", "look/overlays/g.png", "look/h.png"):
+        _image(images / rel)
+    (images / "look" / "overlays" / "written.json").write_text('{"files": ["g.png"]}')  # show-data's output
+    found = expand_inputs([images], output=images)
+    assert [p.relative_to(images).as_posix() for p in found] == [
+        "a.png", "cutouts/e.png", "labelme/b.png", "look/h.png", "masks/d.png", "yolo/images/c.png"]
+    (images / "masks" / "written.json").write_text('{"files": ["d.png"]}')  # a run's masks now
+    (images / "cutouts" / "written.partial.jsonl").write_text('["e.png"]\n')  # a killed run's cut-outs
+    found = expand_inputs([images], output=images)
+    assert [p.relative_to(images).as_posix() for p in found] == [
+        "a.png", "labelme/b.png", "look/h.png", "yolo/images/c.png"]
 
 
 def test_the_rerun_note_counts_the_images_with_detections_as_such(tmp_path):
@@ -144,7 +168,7 @@ def test_output_folder_problems_are_said_before_the_model_loads(checkpoint, tmp_
     monkeypatch.setattr(io_utils, "create_temp_file", refuse)
     assert _predict("missing.pth", locked / "new" / "out", image) == 1
     err = capsys.readouterr().err
-    assert f"--output {locked / 'new' / 'out'}: cannot be made: {locked} refuses new files (Permission " \
+    assert f"--output {locked / 'new' / 'out'}: cannot be made: {locked}: cannot write there (Permission " \
            "denied)" in err
 
 
@@ -157,3 +181,59 @@ def test_images_too_small_for_the_model_are_warned_about_and_counted(checkpoint,
     err = capsys.readouterr().err
     assert "warning: 2 image(s) under 16 px on their shorter side (dot.png 1x1, thin.png 8x8): enlarged " \
            "for the model" in err
+
+
+@pytest.mark.parametrize("name", ["written.json", "written.partial.jsonl"])
+def test_a_folder_where_the_overlay_list_goes_is_said_before_the_model_loads(checkpoint, tmp_path, capsys,
+                                                                            name):
+    """Before: overlays/written.json a folder let the run predict every image and then fail before its
+    exports were written; written.partial.jsonl a folder failed after the model loaded, leaving
+    predictions.partial.jsonl behind."""
+    image = _image(tmp_path / "a.png")
+    out = tmp_path / "out"
+    (out / "overlays" / name).mkdir(parents=True)
+    assert _predict("missing.pth", out, image) == 1  # said before the weights are looked at
+    err = capsys.readouterr().err
+    assert f"{out / 'overlays' / name} is a folder where predict writes its list of the overlays" in err
+    assert "missing.pth" not in err and sorted(p.name for p in out.iterdir()) == ["overlays"]
+    assert _predict(checkpoint, out, image, flags=("--no-overlays",)) == 0  # none drawn: none listed
+
+
+def test_the_exports_are_written_when_the_overlay_list_fails(checkpoint, tmp_path, capsys, monkeypatch):
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    real = WrittenFiles.finish
+
+    def failing(self, **kwargs):
+        if self.label == "overlays":
+            raise OSError(28, "No space left on device")
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(WrittenFiles, "finish", failing)
+    out = tmp_path / "out"
+    assert _predict(checkpoint, out, _image(tmp_path / "a.png"), flags=("--export", "coco")) == 1
+    assert "no space left on device" in capsys.readouterr().err.lower()
+    assert (out / "coco_instances.json").is_file() and (out / "predictions.json").is_file()
+
+
+def test_a_video_only_run_is_not_refused_for_a_results_file_it_does_not_write(tmp_path):
+    from maskrcnn.commands.predict import check_run_folder
+
+    (tmp_path / "predictions.json").mkdir()
+    check_run_folder(tmp_path, images=False, overlays=False)  # videos write <stem>.predictions.jsonl
+    with pytest.raises(ValueError, match="is a folder where predict writes its results file"):
+        check_run_folder(tmp_path, images=True, overlays=False)
+
+
+def test_a_run_that_reads_no_image_leaves_no_empty_output_folder(checkpoint, tmp_path, capsys):
+    """Before: every image skipped, a new --output was left as empty out/ and out/overlays/ while the
+    run said it wrote no predictions.json."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "new" / "out"
+    assert _predict(checkpoint, out, broken, flags=("--export", "labelme,masks")) == 1
+    assert "no predictions.json written" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there stays, empty as it was
+    assert _predict(checkpoint, tmp_path / "kept", broken) == 1
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())

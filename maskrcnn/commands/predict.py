@@ -37,9 +37,12 @@ sub-folders left empty go too; counted in a line), also when it is stopped by Ct
 on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under
 ``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
 is written, the stop line says so) are left untouched, and so are they when none of the images could
-be read (every one skipped: a line says so, exit status 1). What the run writes in ``--output`` is
-checked before the model loads (``check_run_folder``). Ctrl-C says how many images were written and
-where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
+be read (every one skipped: a line says so, exit status 1). Where the run writes in ``--output`` is
+checked before the model loads: a folder where predictions.json or overlays/written.json goes, a file
+where overlays/ goes (``check_run_folder``), the exports' places (``check_export_locations``), and that
+the folder, or its nearest existing parent, takes new files (``io_utils.check_output_dir``); the exports
+are written also when the results or the overlays' list then cannot be. Ctrl-C says how many images
+were written and where; SIGTERM (``timeout``, ``docker stop``) is handled as Ctrl-C, as ``train`` handles it
 (``stop_signals``): the images being predicted (one window of ``--batch-size``) are finished, the
 results and exports of the images done are written, "stopped by SIGTERM: ..." and exit status 143 (a
 second one while predicting stops at once; once the results and exports are being written a signal is
@@ -184,10 +187,11 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     """Files as given, folders expanded recursively to their image files (sorted). A missing path is an
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
-    ``output`` of this run, or a sub-folder holding ``predictions.json`` or ``overlays/written.json``)
-    are left out, and so are, when the output is the images folder itself, the folders a run writes in it
-    (``run_folder_names``: overlays/, masks/, cutouts/, ...): an output folder inside the images folder
-    would otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
+    ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out, and so are the
+    overlays/ folder of one (the images folder itself when it is the output) and the folders a run writes
+    (``run_folder_names``: overlays/, masks/, cutouts/, ...) that hold a run's list of the files it wrote
+    (``written.json``; ``_OutputFolders.inside``): an output folder inside the images folder would
+    otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
     an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None).
 
     Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
@@ -263,8 +267,8 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
     if in_output:
         print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
-              "(a run's overlays/ and export folders: in --output, or a folder holding predictions.json or "
-              "overlays/written.json)", file=sys.stderr)
+              "(in --output or a folder holding predictions.json, and a run's overlays/ and export folders "
+              "holding its list of the files it wrote, written.json)", file=sys.stderr)
     return files
 
 
@@ -348,36 +352,47 @@ RESULT_FILES = ("predictions.json", "predictions.partial.jsonl")
 _WRITTEN_LISTS = ("written.json", "written.partial.jsonl")
 
 
-def check_run_folder(out_dir: Path, *, overlays: bool) -> None:
+def check_run_folder(out_dir: Path, *, images: bool, overlays: bool) -> None:
     """Refuse, before the model loads, an ``--output`` where the run's own files cannot go: a folder where
-    ``predictions.json`` (or its side file) goes, a file where ``overlays/`` goes (``overlays``: drawn),
-    or a folder still to be made whose nearest existing parent refuses new files (one real file made
-    and removed there, as ``io_utils.check_output_dir`` does for an existing one). Else each is found
-    after the model loaded, or after every image was predicted. ValueError naming the path."""
-    from maskrcnn.io_utils import create_temp_file
-
+    ``predictions.json`` (or its side file) goes (``images``: images are predicted; a run of videos only
+    writes neither), a file where ``overlays/`` goes, or a folder where its list of the overlays goes
+    (``overlays/written.json`` and a killed run's ``written.partial.jsonl``; ``overlays``: drawn). Else
+    each is found after the model loaded, or after every image was predicted. Whether the folder (or,
+    still to be made, its nearest existing parent) takes new files is ``io_utils.check_output_dir``'s.
+    ValueError naming the path."""
     problems = [f"{out_dir / name} is a folder where predict writes its results file"
-                for name in RESULT_FILES if (out_dir / name).is_dir()]
+                for name in (RESULT_FILES if images else ()) if (out_dir / name).is_dir()]
     folder = out_dir / OVERLAYS_DIR
     if overlays and (folder.exists() or folder.is_symlink()) and not folder.is_dir():
         problems.append(f"{folder} is a file where predict writes its overlays folder")
+    elif overlays:
+        problems += [f"{folder / name} is a folder where predict writes its list of the overlays"
+                     for name in _WRITTEN_LISTS if (folder / name).is_dir()]
     if problems:
-        drawn = ", or give --no-overlays" if any(p.endswith("overlays folder") for p in problems) else ""
+        drawn = any("overlays" in p.rsplit(" writes ", 1)[-1] for p in problems)
+        drawn = ", or give --no-overlays" if drawn else ""
         raise ValueError("; ".join(problems) + f" (move it away or choose another --output{drawn}): nothing "
                          "predicted")
-    if out_dir.exists():
-        return  # an existing folder was checked for writes by check_output_dir
-    parent = next(p for p in out_dir.absolute().parents if p.exists())
-    try:
-        fd, probe = create_temp_file(parent, prefix=".write-check.", suffix=".tmp")
-    except OSError as e:
-        raise ValueError(f"--output {out_dir}: cannot be made: {parent} refuses new files "
-                         f"({e.strerror or e}); choose another --output") from None
-    os.close(fd)
-    try:
-        os.unlink(probe)
-    except OSError:  # as a temporary file of a killed write: io_utils.remove_stale_temps takes it later
-        pass
+
+
+def _folders_to_make(folder: Path) -> list:
+    """``folder`` and those of its parents that do not exist yet, deepest first: the folders a run makes."""
+    missing = []
+    for path in (folder.absolute(), *folder.absolute().parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_empty_folders(folders) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: a run that wrote nothing leaves no empty
+    --output behind (its line says no predictions.json was written)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a video's results, a file put there meanwhile): its parents neither
+            return
 
 
 def run_folder_names() -> frozenset:
@@ -392,9 +407,10 @@ def run_folder_names() -> frozenset:
 
 
 class _OutputFolders:
-    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved), a folder
-    holding ``predictions.json`` or ``predictions.partial.jsonl``, or one whose ``overlays/`` holds the
-    list of the overlays a run wrote (``written.json``: its predictions.json may have been deleted). Each
+    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved) or a folder
+    holding ``predictions.json`` or ``predictions.partial.jsonl``, as a whole; and a run's folders
+    (``inside``): overlays/ of an output folder, and any of them holding a run's list of the files it
+    wrote there (``written.json``: its predictions.json may have been deleted). Each
     folder's answer is remembered, so that a folder of 10,000 images is looked at on disk once, not once
     per file. For one listing: files written meanwhile are not seen."""
 
@@ -404,9 +420,12 @@ class _OutputFolders:
         self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
+        # not by an overlays/written.json inside: a folder predicted into itself (`predict 2024 --output
+        # 2024`, predictions.json deleted since) or a show-data output holds the user's own images beside
+        # it; ``inside`` leaves out that overlays/ folder by its list
         if folder not in self._is_output:
             self._is_output[folder] = folder in self.outputs or any(
-                (folder / name).is_file() for name in RESULT_FILES) or self._listed(folder / OVERLAYS_DIR)
+                (folder / name).is_file() for name in RESULT_FILES)
         return self._is_output[folder]
 
     @staticmethod
@@ -415,14 +434,17 @@ class _OutputFolders:
         return any((folder / name).is_file() for name in _WRITTEN_LISTS)
 
     def inside(self, folder: Path, top: Path) -> bool:
-        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or one of the
-        folders a run writes in one (overlays/, masks/, cutouts/, labelme/, yolo/: ``run_folder_names``;
-        ``top`` itself may be an output: ``--output`` the images folder), or such a folder holding a run's
-        list of the files it wrote (``written.json``: a --no-overlays run's masks/): its parents walked up
-        to ``top``, each looked at on disk once per run (``is_output``)."""
+        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, the overlays/
+        folder of one (``top`` itself may be an output: ``--output`` the images folder; overlays/ of runs
+        older than the lists has none), or one of the folders a run writes (overlays/, masks/, cutouts/,
+        labelme/, yolo/: ``run_folder_names``) that holds a run's list of the files it wrote there
+        (``written.json``, or a killed run's ``written.partial.jsonl``: a --no-overlays run's masks/). A
+        masks/ or labelme/ folder without a list is the user's (LabelMe keeps its images beside its JSON
+        files), also in the images folder: the listing is made before this run writes anything. Its
+        parents are walked up to ``top``, each looked at on disk once per run (``is_output``)."""
         while folder != top and top in folder.parents:
-            if self.is_output(folder) or (folder.name in self._run_folders and (
-                    self.is_output(folder.parent) or self._listed(folder))):
+            if self.is_output(folder) or (folder.name in self._run_folders and self._listed(folder)) or (
+                    folder.name == OVERLAYS_DIR and self.is_output(folder.parent)):
                 return True
             folder = folder.parent
         return False
@@ -808,7 +830,7 @@ def run(args: argparse.Namespace) -> int:
     if not files and not videos:
         print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
         return 1
-    check_run_folder(out_dir, overlays=bool(files) and not args.no_overlays)
+    check_run_folder(out_dir, images=bool(files), overlays=bool(files) and not args.no_overlays)
     video_options = predict_video.video_options_given(args)  # --every, --start, ... given
     if video_options and not videos:
         print(f"maskrcnn predict: note: {', '.join(video_options)} "
@@ -881,6 +903,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
         file=sys.stderr,
     )
+    made = _folders_to_make(out_dir)  # removed again if they stay empty (no image read, no video)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
     if "yolo" in export_formats and files:  # before the videos too: refused after them, their time is lost
         from maskrcnn.data.pre_annotations.instances import categories_of
@@ -892,6 +915,7 @@ def run(args: argparse.Namespace) -> int:
         return video_rc
     overlay_dir = out_dir / "overlays"
     if not args.no_overlays:
+        made = _folders_to_make(overlay_dir) + made
         overlay_dir.mkdir(exist_ok=True)
 
     from maskrcnn.data.pre_annotations.written_files import WrittenFiles
@@ -1046,36 +1070,41 @@ def run(args: argparse.Namespace) -> int:
             raise
         finally:  # an interrupt or an error still leaves the results of the images done so far
             writing.append(True)  # (set in the except above too: its stop line is not to be cut either)
-            if n_done > 0:
-                # this run's files replace the earlier run's: predictions.json and overlays/ of the same
-                # images; a run that read none of its images (all skipped) leaves them as they were: an
-                # empty predictions.json would replace good results with nothing
-                writer.finish()
-                removed = 0 if args.no_overlays else _remove_earlier_overlays(
-                    out_dir, earlier_stems, earlier_paths, used_names)  # --no-overlays: the earlier ones stay
-                # those of the earlier runs' list (with 0 detections too) not drawn now
-                if not args.no_overlays:
-                    removed += overlay_list.finish(replace=True)
-                if removed:
-                    print(f"removed {removed} overlay(s) of the earlier run's images not in this run from "
-                          f"{overlay_dir}/", file=sys.stderr)
-            if export is not None:
-                note = export.left_out_note()
-                if note:
-                    print(note, file=sys.stderr)
-                # no image predicted (stopped before the first, or every one skipped): the earlier run's
-                # export files stay, as its other files do (empty ones would replace good ones)
-                wrote = export.finish(replace=n_done > 0, partial=stopped is not None)
-                if wrote:
-                    print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
-                          f"relative to {export.root})", file=sys.stderr)
-                    for line in export.read_back_lines():
-                        print(line, file=sys.stderr)
-                elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
-                    why = "stopped before the first image" if stopped is not None else \
-                        "no image was predicted"
-                    print(f"pre-annotations: none written ({why}): any earlier files "
-                          f"in {out_dir} stay as they were", file=sys.stderr)
+            try:
+                if n_done > 0:
+                    # this run's files replace the earlier run's: predictions.json and overlays/ of the same
+                    # images; a run that read none of its images (all skipped) leaves them as they were: an
+                    # empty predictions.json would replace good results with nothing
+                    writer.finish()
+                    # --no-overlays: the earlier ones stay
+                    removed = 0 if args.no_overlays else _remove_earlier_overlays(
+                        out_dir, earlier_stems, earlier_paths, used_names)
+                    # those of the earlier runs' list (with 0 detections too) not drawn now
+                    if not args.no_overlays:
+                        removed += overlay_list.finish(replace=True)
+                    if removed:
+                        print(f"removed {removed} overlay(s) of the earlier run's images not in this run "
+                              f"from {overlay_dir}/", file=sys.stderr)
+            finally:  # the exports are written also when the results or the overlay list were not
+                if export is not None:
+                    note = export.left_out_note()
+                    if note:
+                        print(note, file=sys.stderr)
+                    # no image predicted (stopped before the first, or every one skipped): the earlier run's
+                    # export files stay, as its other files do (empty ones would replace good ones)
+                    wrote = export.finish(replace=n_done > 0, partial=stopped is not None)
+                    if wrote:
+                        print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
+                              f"relative to {export.root})", file=sys.stderr)
+                        for line in export.read_back_lines():
+                            print(line, file=sys.stderr)
+                    elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
+                        why = "stopped before the first image" if stopped is not None else \
+                            "no image was predicted"
+                        print(f"pre-annotations: none written ({why}): any earlier files "
+                              f"in {out_dir} stay as they were", file=sys.stderr)
+                if n_done == 0:  # nothing written: the folders this run made go again, empty
+                    _remove_empty_folders(made)
     if term:  # came while the results were written (all of them were): the run did not end on its own
         raise StoppedBySignal(f"after {n_done} of {len(files)} images, while their results and exports were "
                               f"written (all of them were, to {out_dir})", term[0])

@@ -110,7 +110,9 @@ def ground_truth_size(ids_png: Path, polygons: Path) -> Optional[tuple]:
     or not readable (``images.open_image``, the converters' one open: PIL's DecompressionBombError is no
     OSError and escaped as a traceback), a polygons file that is not JSON (RecursionError too: 100000
     nested objects), not an object, or whose ``imgHeight`` / ``imgWidth`` is not a positive whole number
-    (its text too, "1024": the scorer reads them with ``int``) or asks for more pixels than an image may
+    (a JSON number, 1024 or 1024.0, or text of decimal digits, " 1024": the scorer reads them with
+    ``int``, which refuses "1e3" and "1024.0"; "+1024" and "1_024", which it takes and no tool writes,
+    are refused too) or asks for more pixels than an image may
     have (a 119-byte file asked for a 7.6 GiB mask per detection); ``objects`` must be a list."""
     from maskrcnn.data.formats.common import given_size
     from maskrcnn.data.images import check_size, max_image_pixels, open_image
@@ -131,7 +133,10 @@ def ground_truth_size(ids_png: Path, polygons: Path) -> Optional[tuple]:
                          f"imgHeight, imgWidth and objects")
     for field in ("imgHeight", "imgWidth"):
         value = data.get(field)
-        if given_size(value, 1) is None:
+        # text: decimal digits only, the spaces int() strips around them allowed; float() took "1e3" and
+        # "1024.0", which the scorer's int() refuses
+        digits = not isinstance(value, str) or re.fullmatch(r"\s*[0-9]+\s*", value, re.ASCII)
+        if not digits or given_size(value, 1) is None:
             raise ValueError(f"{polygons}: {field} {value!r} is not a positive whole number (the size, in "
                              f"pixels, the ground truth is drawn at)")
     height, width = given_size(data["imgHeight"], data["imgWidth"])

@@ -40,8 +40,9 @@ def _names_of_annotations(coco: dict) -> list:
     return [names[a["category_id"]] for a in coco["annotations"]]
 
 
-def test_cvat_export_reads_back_in_the_model_class_order_with_its_empty_class(tmp_path):
-    """Before: categories ant 1, cat 2, dog 3 (sorted names), not the model's dog 1, cat 2, ant 3."""
+def test_cvat_export_reads_back_in_the_model_class_order_with_its_empty_class(tmp_path, capsys):
+    """Before: categories ant 1, cat 2, dog 3 (sorted names), not the model's dog 1, cat 2, ant 3. The
+    change of numbering (every CVAT file with <meta> labels out of name order) is said in one line."""
     root, images, instances = _predicted(tmp_path)
     xml = tmp_path / "cvat_annotations.xml"
     xml.write_text(cvat_xml(images, instances, CATEGORIES, images_folder="photos"), encoding="utf-8")
@@ -50,6 +51,17 @@ def test_cvat_export_reads_back_in_the_model_class_order_with_its_empty_class(tm
     coco = json.loads(out.read_text())
     assert coco["categories"] == MODEL_ORDER
     assert _names_of_annotations(coco) == ["cat", "dog"]
+    told = [line for line in capsys.readouterr().err.splitlines() if "not sorted by name" in line]
+    assert len(told) == 1 and "cvat_annotations.xml" in told[0] and "(dog, cat, ant)" in told[0]
+    in_order = xml.read_text(encoding="utf-8").replace("<name>dog</name>", "<name>ape</name>")
+    xml.write_text(in_order, encoding="utf-8")  # ape, cat, ant: sorted would be ant, ape, cat
+    assert main(["convert-data", "--from", "cvat", str(xml), "--output", str(out)]) == 0
+    assert "(ape, cat, ant)" in capsys.readouterr().err
+    ordered = in_order.replace("<name>ant</name>", "<name>bee</name>")  # ape, cat, bee: in name order
+    xml.write_text(ordered.replace("<name>cat</name>", "<name>bat</name>"), encoding="utf-8")
+    assert main(["convert-data", "--from", "cvat", str(xml), "--output", str(out)]) == 0
+    assert "not sorted by name" not in capsys.readouterr().err
+    xml.write_text(in_order, encoding="utf-8")
     # a file whose <meta> lists no labels (another tool's): the labels met, sorted by name
     bare = xml.read_text(encoding="utf-8")
     start, end = bare.index("<labels>"), bare.index("</labels>") + len("</labels>")

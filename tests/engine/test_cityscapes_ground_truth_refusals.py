@@ -4,6 +4,7 @@ traceback, a 7.6 GiB mask per detection, or an error naming no file; now one lin
 the field), before the results are read. Runs whether or not cityscapesscripts is installed."""
 
 import json
+import re
 import struct
 import zlib
 
@@ -94,6 +95,17 @@ def test_a_polygons_size_over_the_pixel_limit_or_not_a_positive_whole_number_is_
     # sizes written as text: the official scorer reads them with int(), so they are sizes here too
     _polygons(folder, {"imgHeight": "8", "imgWidth": "16", "objects": []})
     assert ground_truth_size(absent_png, path) == (8, 16)
+
+
+def test_a_size_written_as_text_is_taken_only_as_decimal_digits_as_the_scorers_int_reads_it(tmp_path):
+    """Before: "1e3", "16.0" and "1_6" went through float() and were taken as sizes, though the text the
+    scorer's int() reads is digits only (with spaces around)."""
+    path = _polygons(tmp_path, {"imgHeight": " 8\n", "imgWidth": "16", "objects": []})
+    assert ground_truth_size(tmp_path / "absent.png", path) == (8, 16)
+    for value in ("1e1", "16.0", "1_6", "+16", "0x10", ""):
+        _polygons(tmp_path, {"imgHeight": 8, "imgWidth": value, "objects": []})
+        with pytest.raises(ValueError, match=re.escape(f"imgWidth {value!r} is not a positive whole number")):
+            ground_truth_size(tmp_path / "absent.png", path)
 
 
 def test_a_polygons_file_that_is_not_json_or_of_the_wrong_types_is_named(tmp_path, scorer_installed, capsys):

@@ -26,9 +26,11 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
 - Categories (without ``--classes``): the labels ``<meta>`` lists (of the task, job or project; not
   skeleton parts nor labels typed for shapes without area), numbered from 1 in the order it lists them
   (a project's label order; ``predict --export cvat`` lists the model's classes in its order, so its
-  file reads back with the model's category ids, a class without instances included), then the labels
+  file reads back in the model's class order, ids 1..K, a class without instances included), then the labels
   met that it does not list, sorted by name. So the train and val tasks of one project, exported and
   converted apart, number their classes alike even when one of them has no instance of some class.
+  Earlier versions numbered every label sorted by name: a ``<meta>`` listing out of name order is said
+  in one line naming the file (a model trained on an earlier conversion has other ids).
 - ``--split S``: only the images of subset S (``<image subset="Train">``; a project export holds all
   its subsets in one file, so train and val are converted apart from it; case is ignored). Without it,
   every image (one line names the subsets merged, when there are several).
@@ -406,6 +408,21 @@ def declared_labels(root: ET.Element) -> list:
     return names
 
 
+def _tell_label_order(labels: list, *, report: Report, where: str) -> None:
+    """One line when ``<meta>`` lists its labels out of name order: they are numbered in its order now,
+    where earlier versions numbered every label sorted by name, so a model trained on an earlier
+    conversion of the same file has other category ids (silently, else)."""
+    from maskrcnn.data.unicode_names import nfc
+
+    order = list(dict.fromkeys(nfc(name) for name in labels))
+    if order == sorted(order):
+        return
+    shown = ", ".join(order[:8]) + (", ..." if len(order) > 8 else "")
+    report.tell(where, f"categories numbered 1..{len(order)} in the order <meta> lists its labels ({shown}), "
+                       "not sorted by name as maskrcnn versions before this one numbered them: a model "
+                       "trained on an earlier conversion of this file has other category ids")
+
+
 def _subset(xml_path: Path, images: list, split: str) -> list:
     """The images of subset ``split`` (case aside: CVAT's default subsets are Train, Validation, Test);
     ValueError naming the subsets there are when it has none."""
@@ -453,7 +470,9 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
         images = _subset(xml_path, images, split)
     else:
         _tell_subsets(images, report=report, where=xml_name)
-    builder.declare(declared_labels(root))
+    declared = declared_labels(root)
+    builder.declare(declared)
+    _tell_label_order(declared, report=report, where=xml_name)
     listings: dict = {}  # folders read for names stored in another Unicode form (common.unicode_form_match)
     nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots,
                                 listings=listings)

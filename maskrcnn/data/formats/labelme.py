@@ -34,7 +34,8 @@ The rules are those of labelme's own ``labelme2coco`` example unless said:
 - Categories (without ``--classes``): the labels met, sorted by name, after the classes the files
   ``predict --export labelme`` writes record (``CLASSES_KEY``: the model's classes in its order; LabelMe
   keeps a file's unknown keys when it saves it), numbered first in that order, a class without
-  instances included: such files read back with the model's category ids.
+  instances included: such files read back in the model's class order (ids 1..K; the model's own
+  category ids only when they are 1..K without gaps).
 - Files are converted by folder, then by name without the extension: ``a.json`` before its copy
   ``a (copy).json``; a second file naming an image already converted is skipped as
   ``duplicate_image``, with the count of its shapes left out.

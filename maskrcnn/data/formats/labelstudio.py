@@ -71,7 +71,8 @@ Rules:
 - Categories (without ``--classes``): the labels met, sorted by name, after the classes the tasks of
   ``predict --export labelstudio`` record (``CLASSES_KEY``: the model's classes in its order, kept by
   Label Studio through annotating and exporting), which are numbered first in that order, a class
-  without instances included: the file reads back with the model's category ids. Label Studio's
+  without instances included: the file reads back in the model's class order (ids 1..K; the model's own
+  category ids only when they are 1..K without gaps). Label Studio's
   labelling config is not part of its exports; ``--classes`` fixes the order of any other file.
 - Left out and counted in the notes: results without labels, classification and text results (choices,
   textarea, rating, ...), keypoints, relations. Skipped as errors: a result on an image Label Studio
@@ -120,7 +121,7 @@ __all__ = ["CLASSES_KEY", "IMAGES_FOLDER_KEY", "read_labelstudio"]
 IMAGES_FOLDER_KEY = "maskrcnn_images_folder"
 
 # predict --export labelstudio's data field: the model's class names in its order, so that the tasks read
-# back with the model's category ids, a class without instances included (Label Studio keeps the field)
+# back in that order (ids 1..K), a class without instances included (Label Studio keeps the field)
 CLASSES_KEY = "maskrcnn_classes"
 
 # the notes on tasks with several annotations: a full export flags the ground truth, JSON-MIN does not

@@ -16,8 +16,8 @@ instance are shapes with the same label and the same ``group_id`` (the instance'
 from 1), which labelme2coco and our converter merge back into one instance. ``description`` holds the
 score ("score 0.873"), for the annotator's eye only. A box-only model's instances are ``rectangle`` shapes.
 ``maskrcnn_classes`` lists the model's class names in its order (LabelMe keeps the key when it saves the
-file): ``convert-data`` reads the files back with the model's category ids, a class without instances
-included.
+file): ``convert-data`` reads the files back in the model's class order, numbered 1..K, a class without
+instances included (the model's own category ids only when they are 1..K without gaps).
 """
 
 from __future__ import annotations

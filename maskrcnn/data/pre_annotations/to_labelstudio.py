@@ -26,8 +26,9 @@ task; ``convert-data`` reads it back to the same file. Each
 task's data also records that folder relative to the tasks file's folder (``images_folder``, under
 ``IMAGES_FOLDER_KEY``; Label Studio keeps the field and shows nothing of it), so ``convert-data`` reads
 the file back without ``--images``, and the model's class names in its order (``CLASSES_KEY``), so that
-it reads back (also once annotated and exported by Label Studio) with the model's category ids, a class
-without instances included.
+it reads back (also once annotated and exported by Label Studio) in the model's class order, numbered
+1..K, a class without instances included: the model's own category ids only when they are 1..K without
+gaps (a COCO model's 1..90 are not).
 """
 
 from __future__ import annotations
