@@ -27,7 +27,9 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename); the last predicted frame is held until the
   source (or ``--end``) ends.
 
-A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is; two
+A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is.
+An overlay a video run wrote, found in an input folder (``--output`` the videos' own folder), is left out,
+counted in one line (``written_by_a_run``: named by the summary of the results beside it); two
 videos of one stem get ``<stem>_2``, ...; a stem too long for its file names (with
 ``.predictions.partial.jsonl``, over the file system's 255 bytes) is shortened for all of them by
 ``io_utils``' rule for long names (``fitting_stem``: its start, ``~`` and 8 hex of a hash of it; the same each
@@ -73,7 +75,7 @@ from typing import Callable, Iterator, List, Optional
 from maskrcnn.stop_signals import StoppedBySignal
 
 __all__ = ["add_video_arguments", "check_video_arguments", "predict_videos", "split_video_inputs",
-           "video_options_given"]
+           "video_options_given", "written_by_a_run"]
 
 DEFAULT_FPS = Fraction(25)  # the overlay's rate when a file does not say its own
 PROGRESS_SECONDS = 10.0  # a progress line at most this often per video
@@ -129,9 +131,56 @@ def split_video_inputs(inputs, files: list, *, on_left_out=None) -> tuple:
     # the same path given twice, or a folder and a video in it, is one video (as an image is): spelled
     # absolute with '.' and '..' taken out ('v.mp4' and './v.mp4'), links not followed
     videos = list({spelled_path(v): v for v in list_videos(inputs, on_passed_over=on_left_out)}.values())
+    # a run into the videos' own folder (--output v/ for v/) wrote overlays there: predicting them would
+    # add <stem>.overlay.overlay.mp4, more each run. A video given by name is asked for: kept
+    named = {spelled_path(p) for p in inputs if not Path(p).is_dir()}
+    written = [v for v in videos if spelled_path(v) not in named and written_by_a_run(v)]
+    if written:
+        print(f"maskrcnn predict: left out {len(written)} video file(s) that a video run wrote (overlays "
+              "named by the summary of the results beside them)", file=sys.stderr)
+        videos = [v for v in videos if v not in written]
     if videos:
         import_av()
     return [f for f in files if not is_video_path(f)], videos
+
+
+def written_by_a_run(path: Path) -> bool:
+    """Whether ``path`` is an overlay a video run wrote: ``<stem>.overlay.mp4`` (or ``.overlay.partial.mp4``)
+    named as its overlay by the summary line of ``<stem>.predictions.jsonl`` (or ``.partial.jsonl``) in
+    its folder, or, where that file has no summary (a run cut off: a full disk), paired with it by name.
+    By what the run recorded, not by the name alone: a user's own ``x.overlay.mp4`` stays a video."""
+    for overlay_suffix, paired in ((OVERLAY_SUFFIX, JSONL_SUFFIX), (PARTIAL_OVERLAY_SUFFIX, PARTIAL_SUFFIX)):
+        if not path.name.endswith(overlay_suffix):
+            continue
+        stem = path.name[:-len(overlay_suffix)]
+        for suffix in (JSONL_SUFFIX, PARTIAL_SUFFIX):
+            summary = _summary_of(path.with_name(stem + suffix))
+            if summary is None:  # no such file, or not a run's results
+                continue
+            named = summary.get("overlay") if isinstance(summary, dict) else None
+            if (named and Path(named).name == path.name) or (summary == "cut off" and suffix == paired):
+                return True
+    return False
+
+
+def _summary_of(results: Path, *, limit: int = 1 << 20):
+    """The summary of a video run's results file (its last line ``{"summary": {...}}``), "cut off" where the
+    last line is a frame's (the run ended before writing it), None where the file is missing or not such
+    a file. Only the file's end is read (up to ``limit`` bytes): hours of frames are not parsed."""
+    try:
+        with open(results, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            tail = f.read().rstrip(b"\n")
+    except OSError:  # missing, a folder, unreadable
+        return None
+    try:
+        last = json.loads(tail[tail.rfind(b"\n") + 1:])
+    except ValueError:
+        return None
+    if isinstance(last, dict) and isinstance(last.get("summary"), dict):
+        return last["summary"]
+    return "cut off" if isinstance(last, dict) and "frame" in last else None
 
 
 def _batches(frames: Iterator, size: int) -> Iterator[list]:

@@ -1,0 +1,44 @@
+"""Which files ``maskrcnn predict`` takes for videos: not the overlays a video run wrote (recognised by the
+summary of the results beside them), and not an image named .mp4."""
+
+import pytest
+import test_predict_video
+from test_predict_video import _predict_quick, make_timed_video  # tests/ is on the path
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+av = test_predict_video.av
+checkpoint = test_predict_video.checkpoint
+
+
+def test_a_rerun_into_the_videos_folder_leaves_its_own_overlays_out(av, checkpoint, tmp_path, capsys):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    make_timed_video(av, folder / "one.mp4", [0, 40])
+    assert _predict_quick(checkpoint, folder, folder) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["one.mp4", "one.overlay.mp4", "one.predictions.jsonl"]
+    capsys.readouterr()
+    # again, and a stopped run's partial overlay beside the results it names
+    assert _predict_quick(checkpoint, folder, folder, "--max-frames", "1") == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "one.mp4", "one.overlay.mp4", "one.overlay.partial.mp4", "one.predictions.jsonl",
+        "one.predictions.partial.jsonl"]
+    assert _predict_quick(checkpoint, folder, folder, "--max-frames", "1") == 0
+    err = capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == [  # no one.overlay.predictions.jsonl, ...
+        "one.mp4", "one.overlay.mp4", "one.overlay.partial.mp4", "one.predictions.jsonl",
+        "one.predictions.partial.jsonl"]
+    assert ("maskrcnn predict: left out 2 video file(s) that a video run wrote (overlays named by the "
+            "summary of the results beside them)") in err, err
+    assert "[video 1/1]" in err
+    # a user's own video called x.overlay.mp4 beside the results of a --no-overlays run of x.mp4 (its
+    # summary names no overlay) is predicted, and so is an overlay given by name: asked for
+    own = tmp_path / "own"
+    own.mkdir()
+    make_timed_video(av, own / "x.overlay.mp4", [0, 40])
+    (own / "x.predictions.jsonl").write_text('{"summary": {"video": "x.mp4", "overlay": null}}\n')
+    assert _predict_quick(checkpoint, tmp_path / "out", own, folder / "one.overlay.mp4") == 0
+    err = capsys.readouterr().err
+    assert "video file(s) that a video run wrote" not in err and "[video 2/2]" in err, err
+    assert (tmp_path / "out" / "x.overlay.predictions.jsonl").is_file()
+    assert (tmp_path / "out" / "one.overlay.predictions.jsonl").is_file()
