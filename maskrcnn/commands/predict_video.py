@@ -18,9 +18,10 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   where no frame was decoded, with ``stored_width``, ``stored_height`` from the header, before rotation),
   average frame rate (over the frames decoded) and ``variable_frame_rate``, frames predicted, detections,
   the range asked for (``every``, ``start``, ``end``, ``max_frames``), ``status`` (complete / truncated /
-  limited: the range left frames out / interrupted / failed), the problem if any and what was done to the
-  frames (rotation, padding). Whole lines only (``_Lines``): a write that fails part-way (a full disk) is
-  cut back to the last complete line; a summary that cannot be written is said in a line.
+  damaged_frames_skipped: frames that could not be decoded were skipped, the others predicted / limited:
+  the range left frames out / interrupted / failed), ``frames_skipped``, the problem if any and what was
+  done to the frames (rotation, padding). Whole lines only (``_Lines``): a write that fails part-way (a
+  full disk) is cut back to the last complete line; a summary that cannot be written is said in a line.
 - ``DIR/<stem>.overlay.mp4`` unless ``--no-overlays``: the predicted frames drawn as the image overlays
   are (``visualize.draw_instances``), each at its source frame's time (less the first predicted frame's),
   so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
@@ -35,14 +36,14 @@ videos of one stem get ``<stem>_2``, ...; a stem too long for its file names (wi
 ``io_utils``' rule for long names (``fitting_stem``: its start, ``~`` and 8 hex of a hash of it; the same each
 run, so a later run finds them), said in a note naming the stem used. An ``--output`` that holds an earlier
 run's video results (``*.predictions.jsonl``) is said up front. A video's earlier results and overlay are
-replaced only once this run has predicted it completely (status complete or truncated; not limited): stopped
-by Ctrl-C, SIGTERM or an error, or limited, the earlier ones stay and this run's frames done go to
-``<stem>.predictions.partial.jsonl`` beside them, their overlay to ``<stem>.overlay.partial.mp4`` (hours of
-earlier results are not lost for a second of this run; a quick ``--max-frames`` look still shows its frames);
-a later complete prediction of the video takes both away. Once the whole run is through (not after Ctrl-C) and
-a video was predicted completely, the earlier results and overlays of the videos that are not among this run's
-inputs are removed, named in one line, so the folder never mixes two runs' videos; a video this run was given
-but did not predict completely (limited, stopped, failed, unreadable) keeps its own.
+replaced only once this run has predicted it completely (status complete, truncated or damaged_frames_skipped;
+not limited): stopped by Ctrl-C, SIGTERM or an error, or limited, the earlier ones stay and this run's frames
+done go to ``<stem>.predictions.partial.jsonl`` beside them, their overlay to ``<stem>.overlay.partial.mp4``
+(hours of earlier results are not lost for a second of this run; a quick ``--max-frames`` look still shows its
+frames); a later complete prediction of the video takes both away. Once the whole run is through (not after
+Ctrl-C) and a video was predicted completely, the earlier results and overlays of the videos that are not
+among this run's inputs are removed, named in one line, so the folder never mixes two runs' videos; a video
+this run was given but did not predict completely (limited, stopped, failed, unreadable) keeps its own.
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames (limited only when a frame to predict was left: one more is decoded to
@@ -306,8 +307,9 @@ def _restated(stop: KeyboardInterrupt, message: str) -> KeyboardInterrupt:
 
 JSONL_SUFFIX, OVERLAY_SUFFIX = ".predictions.jsonl", ".overlay.mp4"
 # the statuses whose results replace an earlier run's: the whole video predicted (truncated: to where its
-# file ends); not "limited" (--max-frames, --start, --end left frames out), "interrupted" nor "failed"
-REPLACING = ("complete", "truncated")
+# file ends; damaged_frames_skipped: but for the frames that could not be decoded); not "limited"
+# (--max-frames, --start, --end left frames out), "interrupted" nor "failed"
+REPLACING = ("complete", "truncated", "damaged_frames_skipped")
 PARTIAL_SUFFIX = ".predictions.partial.jsonl"  # a stopped video's results beside the earlier run's
 PARTIAL_OVERLAY_SUFFIX = ".overlay.partial.mp4"  # and the overlay of its frames done
 
@@ -459,7 +461,7 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         partial = out_dir / f"{stem}{PARTIAL_SUFFIX}"
         summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
                    "fps": float(reader.fps) if reader.fps else None, **_range_of(args), "status": "failed",
-                   "problem": None, "notes": reader.notes}
+                   "problem": None, "frames_skipped": 0, "notes": reader.notes}
         clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
         stop, summary_lost, written, capped = None, None, None, False
         partial_overlay = out_dir / f"{stem}{PARTIAL_OVERLAY_SUFFIX}"
@@ -481,7 +483,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 capped = _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock,
                                          stop_requested)
                 summary["status"] = ("truncated" if reader.problem else
-                                     "limited" if _limited(reader, args, capped=capped) else "complete")
+                                     "limited" if _limited(reader, args, capped=capped) else
+                                     "damaged_frames_skipped" if reader.skipped_frames else "complete")
             except KeyboardInterrupt as e:  # raised again below, once the frames done are written
                 summary["status"] = "interrupted"
                 stop = e
@@ -495,7 +498,9 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 kept_line = "; the frames done are kept" if done else ""
                 print(f"{tag} {summary['problem']}{kept_line}", file=sys.stderr)
             finally:  # what was done stays: the results, then the overlay of the frames done
-                summary["problem"] = summary["problem"] or reader.problem
+                summary["problem"] = summary["problem"] or "; ".join(
+                    line for line in (reader.problem, reader.damage) if line) or None
+                summary["frames_skipped"] = reader.skipped_frames
                 if summary["width"] is None and reader.shown_size:  # no frame predicted: the size is known
                     summary["height"], summary["width"] = reader.shown_size
                 elif summary["width"] is None and reader.stored_size:  # no frame decoded: as stored only
@@ -542,9 +547,11 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         print(f"{tag} {path}: the summary line could not be written ({why}): "
               f"{jsonl} holds the {summary['frames_predicted']} complete frame line(s) without it",
               file=sys.stderr)
-    if reader.problem:
-        print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
-    elif summary["status"] in ("complete", "limited") and not summary["frames_predicted"]:
+    for line in (reader.problem, reader.damage):
+        if line:
+            print(f"maskrcnn predict: warning: {line}", file=sys.stderr)
+    predicted = summary["frames_predicted"]
+    if not reader.problem and summary["status"] in ("complete", "limited") and not predicted:
         print(f"maskrcnn predict: warning: {path}: {_why_no_frame(reader, args)}: no frame predicted",
               file=sys.stderr)
     for note in summary["notes"]:
