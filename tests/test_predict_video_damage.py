@@ -34,6 +34,8 @@ def test_a_damaged_packet_is_skipped_and_the_frames_after_it_keep_their_numbers(
     assert [f.index for f in frames] == [0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]
     assert [f.time for f in frames] == pytest.approx([f.index / FPS for f in frames])
     assert reader.problem is None and reader.skipped_frames == 1
+    # the step over the skipped frame is no variable frame rate
+    assert not reader.timing.variable and reader.timing.fps == pytest.approx(FPS)
     assert reader.damage.startswith(f"{damaged}: 1 damaged frame could not be decoded and was skipped "
                                     "(frame 6 at 0.500 s: "), reader.damage
     assert reader.damage.endswith("; 11 frame(s) read"), reader.damage
@@ -45,6 +47,8 @@ def test_a_damaged_packet_is_skipped_and_the_frames_after_it_keep_their_numbers(
     assert [r["frame"] for r in lines] == [f.index for f in frames]
     assert summary["status"] == "damaged_frames_skipped" and summary["frames_skipped"] == 1
     assert summary["problem"] == reader.damage
+    assert summary["variable_frame_rate"] is False and summary["fps"] == pytest.approx(FPS)
+    assert "variable frame rate" not in err
 
 
 def test_many_undecodable_packets_in_a_row_end_reading(av, tmp_path, monkeypatch):

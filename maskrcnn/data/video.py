@@ -204,7 +204,7 @@ class VideoReader:
         origin = self.start_time
         timing = self.timing = Timing()
         self.skipped_frames, self.damage, self._skipped_at = 0, None, []
-        rotation, count, taken, in_range = None, 0, 0, 0
+        rotation, count, taken, in_range, previous = None, 0, 0, 0, -1
         decoded = self._decoded()
         try:
             while True:
@@ -230,7 +230,8 @@ class VideoReader:
                     time = frame.time - origin
                 else:  # no timestamp: the frame's position at the nominal rate
                     time = index / float(self.fps) if self.fps else 0.0
-                timing.add(time)
+                timing.add(time, missing=max(0, index - previous - 1) if count > 1 else 0)
+                previous = index
                 if time < start - 1e-6:
                     continue
                 if end is not None and time >= end:
@@ -382,11 +383,15 @@ class Timing:
         self.first: Optional[float] = None
         self.last: Optional[float] = None
         self.count = 0
+        self.missing = 0  # frames skipped between the first and the last
         self.min_interval: Optional[float] = None
         self.max_interval: Optional[float] = None
 
-    def add(self, time: float) -> None:
-        if self.last is not None and time > self.last:
+    def add(self, time: float, *, missing: int = 0) -> None:
+        """``missing``: frames skipped as damaged just before this one: the step to it spans them, no
+        variation of the rate (and the average counts them)."""
+        self.missing += missing
+        if self.last is not None and time > self.last and not missing:
             step = time - self.last
             self.min_interval = step if self.min_interval is None else min(self.min_interval, step)
             self.max_interval = step if self.max_interval is None else max(self.max_interval, step)
@@ -399,7 +404,7 @@ class Timing:
     def fps(self) -> Optional[float]:
         if self.count < 2 or not self.last > self.first:
             return None
-        return (self.count - 1) / (self.last - self.first)
+        return (self.count + self.missing - 1) / (self.last - self.first)
 
     @property
     def variable(self) -> bool:
