@@ -42,3 +42,26 @@ def test_a_rerun_into_the_videos_folder_leaves_its_own_overlays_out(av, checkpoi
     assert "video file(s) that a video run wrote" not in err and "[video 2/2]" in err, err
     assert (tmp_path / "out" / "x.overlay.predictions.jsonl").is_file()
     assert (tmp_path / "out" / "one.overlay.predictions.jsonl").is_file()
+
+
+def test_an_image_named_as_a_video_is_refused_in_one_line(av, checkpoint, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from maskrcnn.data.video import VideoReader, VideoReadError
+
+    picture = Image.fromarray(np.full((24, 32, 3), 90, np.uint8))
+    picture.save(tmp_path / "photo.mp4", format="PNG")
+    picture.save(tmp_path / "snap.mov", format="JPEG")
+    for name, kind, ext in (("photo.mp4", "PNG", ".png"), ("snap.mov", "JPEG", ".jpg")):
+        with pytest.raises(VideoReadError) as e:
+            VideoReader(tmp_path / name)
+        assert str(e.value) == (f"{tmp_path / name}: not a video: a {kind} image under a video extension "
+                                f"(predict it as an image: rename it to {ext})"), str(e.value)
+    make_timed_video(av, tmp_path / "real.mp4", [0, 40])
+    assert _predict_quick(checkpoint, tmp_path / "out", tmp_path) == 0
+    err = capsys.readouterr().err
+    refused = [line for line in err.splitlines() if "not a video" in line]
+    assert len(refused) == 2 and all("skipped" in line for line in refused), err
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["real.overlay.mp4", "real.predictions.jsonl"]

@@ -4,7 +4,8 @@
 Shapes: a frame is (H, W, 3) uint8 RGB, H x W the size the video is shown at (after its rotation).
 
 A file is a video by its extension (``VIDEO_EXTENSIONS``) and by PyAV opening it: a file with a video
-extension that PyAV cannot open, or that holds no video stream, raises ``VideoReadError`` naming it.
+extension that PyAV cannot open, that holds no video stream, or that FFmpeg reads as a still image (a PNG or
+JPEG renamed .mp4: its image demuxers, ``png_pipe``, ``jpeg_pipe``, ...) raises ``VideoReadError`` naming it.
 Frames are decoded one at a time (``VideoReader.frames``): memory does not grow with the video's length.
 
 Rotation: phones store portrait footage landscape with a display matrix (or, written by older tools, a
@@ -160,6 +161,12 @@ class VideoReader:
                 raise _cut_mp4_error(self.path, f"no video stream found, only {kinds}" if kinds else
                                      "no stream found")
             raise VideoReadError(f"{self.path}: holds no video stream")
+        image = _image_kind(self._container)
+        if image is not None:  # one picture: FFmpeg reads it as a one-frame video at 25 fps
+            self._container.close()
+            kind, ext = image
+            raise VideoReadError(f"{self.path}: not a video: a {kind} image under a video extension "
+                                 f"(predict it as an image: rename it to {ext})")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # frame threads: decoding keeps up with a GPU
         rate = self._stream.average_rate or self._stream.guessed_rate
@@ -411,6 +418,21 @@ class Timing:
         if self.min_interval is None:
             return False
         return self.max_interval - self.min_interval > max(self.TOLERANCE, 0.1 * self.min_interval)
+
+
+# an image's codec in FFmpeg's image demuxers -> what to call it and the extension ``predict`` reads it by
+_IMAGE_CODECS = {"png": ("PNG", ".png"), "mjpeg": ("JPEG", ".jpg"), "bmp": ("BMP", ".bmp"),
+                 "tiff": ("TIFF", ".tif"), "webp": ("WebP", ".webp"), "gif": ("GIF", ".gif")}
+
+
+def _image_kind(container) -> Optional[Tuple[str, str]]:
+    """``(kind, extension)`` where FFmpeg opened the file as a still image (its image demuxers: ``image2``,
+    ``image2pipe``, ``png_pipe``, ``jpeg_pipe``, ... tell an image by its content), else None."""
+    name = container.format.name
+    if not (name in ("image2", "image2pipe") or name.endswith("_pipe")):
+        return None
+    codec = container.streams.video[0].codec_context.name
+    return _IMAGE_CODECS.get(codec, (f"{codec} (by FFmpeg's {name} reader)", "an image extension"))
 
 
 def _stream_span(stream, container) -> tuple:
