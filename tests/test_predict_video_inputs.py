@@ -65,3 +65,30 @@ def test_an_image_named_as_a_video_is_refused_in_one_line(av, checkpoint, tmp_pa
     assert len(refused) == 2 and all("skipped" in line for line in refused), err
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["real.overlay.mp4", "real.predictions.jsonl"]
+
+
+def test_the_first_line_does_not_claim_a_frame_count_the_header_lacks(av, checkpoint, tmp_path, capsys):
+    import numpy as np
+
+    from maskrcnn.data.video import VideoReader
+
+    # Matroska keeps no frame count: 10 frames over 3.08 s at a variable rate are no "about 77 frames"
+    vfr = tmp_path / "vfr.mkv"
+    make_timed_video(av, vfr, [0, 40, 80, 500, 520, 1500, 1540, 1580, 3000, 3040], fmt="matroska")
+    assert _predict_quick(checkpoint, tmp_path / "out", vfr, "--max-frames", "1", "--no-overlays") == 0
+    first = [line for line in capsys.readouterr().err.splitlines() if "container says" in line][0]
+    assert first.endswith(f"{vfr}: 3.080 s, no frame count in its header (about 77 frames at the "
+                          "container's rate), container says 25 fps"), first
+    # a count the muxer wrote as a tag (mkvmerge's NUMBER_OF_FRAMES) is the count
+    tagged = tmp_path / "tagged.mkv"
+    with av.open(str(tagged), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        s.metadata["NUMBER_OF_FRAMES"] = "3"
+        for _ in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with VideoReader(tagged) as reader:
+        assert reader.declared_frames == 3 and not reader.frames_estimated

@@ -473,12 +473,11 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
             except BaseException:
                 out.discard()
                 raise
-            count = (reader.declared_frames if reader.counted_frames else
-                     f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
+            count = _frames_said(reader)
             # the container's rate, said as such: the frame times may give another (a variable rate: its note)
             rate = (f"container says {float(reader.fps):.4g} fps" if reader.fps else
                     "container gives no frame rate")
-            print(f"{tag} {path}: {count} frames, {rate}", file=sys.stderr)
+            print(f"{tag} {path}: {count}, {rate}", file=sys.stderr)
             try:
                 capped = _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock,
                                          stop_requested)
@@ -566,6 +565,18 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         stopped.video_status = summary["status"]  # all predicted (stopped while finishing): it replaced
         raise stopped from None
     return summary
+
+
+def _frames_said(reader) -> str:
+    """The video's frames as its header gives them, for its first line: the count, or where there is none
+    (Matroska) the length with the count it makes at the nominal rate, said as such (a variable rate: no
+    count at all)."""
+    if reader.declared_frames and not reader.frames_estimated:
+        return f"{reader.declared_frames} frames"
+    if reader.declared_frames:
+        return (f"{reader.end_time - reader.start_time:.3f} s, no frame count in its header (about "
+                f"{reader.declared_frames} frames at the container's rate)")
+    return "unknown number of frames"
 
 
 def _overlay_end(reader, args, clock: dict, summary: dict, *, capped: bool) -> Optional[float]:

@@ -137,11 +137,12 @@ def _shown_size(height: int, width: int, angle: int) -> Tuple[int, int]:
 class VideoReader:
     """One video file, opened at construction (``VideoReadError`` if it is not a readable video); use as a
     context manager. ``fps`` (a Fraction, None when the file does not say), ``declared_frames`` (0 when
-    unknown), ``stored_size`` ((H, W) as the header stores it, before any rotation; None when it has
-    none), ``shown_size`` ((H, W) after rotation, from the first decoded frame: None until one is, since a
-    phone video's rotation is a display matrix that only its frames give), ``notes`` (what was done to the
-    frames: rotation) and, once ``frames`` has stopped,
-    ``problem`` (None, or one line naming the file and the frame where decoding stopped early)."""
+    unknown; ``frames_estimated``: from the length at the nominal rate), ``stored_size`` ((H, W) as the
+    header stores it, before any rotation; None when it has none), ``shown_size`` ((H, W) after rotation,
+    from the first decoded frame: None until one is, since a phone video's rotation is a display matrix
+    that only its frames give), ``notes`` (what was done to the frames: rotation) and, once ``frames`` has
+    stopped, ``problem`` (None, or one line naming the file and the frame where decoding stopped early),
+    ``skipped_frames`` and ``damage`` (the damaged frames skipped: their count, a line naming them)."""
 
     def __init__(self, path: Union[str, os.PathLike]):
         av = import_av()
@@ -173,9 +174,14 @@ class VideoReader:
         self.fps: Optional[Fraction] = Fraction(rate) if rate else None
         self.counted_frames = int(self._stream.frames or 0)  # the container's own count (0: none)
         self.start_time, self.end_time = _stream_span(self._stream, self._container)
-        self.declared_frames = self.counted_frames  # shown only: estimated when the container has no count
+        # shown only: the count, else the muxer's tag of it (mkvmerge's statistics: Matroska has no count
+        # field), else estimated (``frames_estimated``) from the length at the nominal rate, which a variable
+        # rate makes no count (10 frames over 3.08 s read "77")
+        self.declared_frames = self.counted_frames or _tagged_frames(self._stream)
+        self.frames_estimated = False
         if not self.declared_frames and self.end_time is not None and self.fps:
             self.declared_frames = round((self.end_time - self.start_time) * self.fps)
+            self.frames_estimated = True
         # (H, W) as stored: the header's. As shown it is known only from a decoded frame (``frames``): the
         # header gives no display matrix (PyAV reads it per frame), so its size may be the wrong way round
         context = self._stream.codec_context
@@ -418,6 +424,17 @@ class Timing:
         if self.min_interval is None:
             return False
         return self.max_interval - self.min_interval > max(self.TOLERANCE, 0.1 * self.min_interval)
+
+
+def _tagged_frames(stream) -> int:
+    """The frame count a muxer wrote as a stream tag (``NUMBER_OF_FRAMES``, mkvmerge's), 0 if none."""
+    for key, value in stream.metadata.items():
+        if key.upper().split("-")[0] == "NUMBER_OF_FRAMES":  # "NUMBER_OF_FRAMES-eng"
+            try:
+                return max(0, int(value))
+            except ValueError:
+                return 0
+    return 0
 
 
 # an image's codec in FFmpeg's image demuxers -> what to call it and the extension ``predict`` reads it by
