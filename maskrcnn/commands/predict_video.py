@@ -18,29 +18,32 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   where no frame was decoded, with ``stored_width``, ``stored_height`` from the header, before rotation),
   average frame rate (over the frames decoded) and ``variable_frame_rate``, frames predicted, detections,
   the range asked for (``every``, ``start``, ``end``, ``max_frames``), ``status`` (complete / truncated /
-  limited: the range left frames out / interrupted / failed), the problem if any and what was done to the
-  frames (rotation, padding). Whole lines only (``_Lines``): a write that fails part-way (a full disk) is
-  cut back to the last complete line; a summary that cannot be written is said in a line.
+  damaged_frames_skipped: frames that could not be decoded were skipped, the others predicted / limited:
+  the range left frames out / interrupted / failed), ``frames_skipped``, the problem if any and what was
+  done to the frames (rotation, padding). Whole lines only (``_Lines``): a write that fails part-way (a
+  full disk) is cut back to the last complete line; a summary that cannot be written is said in a line.
 - ``DIR/<stem>.overlay.mp4`` unless ``--no-overlays``: the predicted frames drawn as the image overlays
   are (``visualize.draw_instances``), each at its source frame's time (less the first predicted frame's),
   so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
   ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename); the last predicted frame is held until the
   source (or ``--end``) ends.
 
-A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is; two
+A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is.
+An overlay a video run wrote, found in an input folder (``--output`` the videos' own folder), is left out,
+counted in one line (``written_by_a_run``: named by the summary of the results beside it); two
 videos of one stem get ``<stem>_2``, ...; a stem too long for its file names (with
 ``.predictions.partial.jsonl``, over the file system's 255 bytes) is shortened for all of them by
 ``io_utils``' rule for long names (``fitting_stem``: its start, ``~`` and 8 hex of a hash of it; the same each
 run, so a later run finds them), said in a note naming the stem used. An ``--output`` that holds an earlier
 run's video results (``*.predictions.jsonl``) is said up front. A video's earlier results and overlay are
-replaced only once this run has predicted it completely (status complete or truncated; not limited): stopped
-by Ctrl-C, SIGTERM or an error, or limited, the earlier ones stay and this run's frames done go to
-``<stem>.predictions.partial.jsonl`` beside them, their overlay to ``<stem>.overlay.partial.mp4`` (hours of
-earlier results are not lost for a second of this run; a quick ``--max-frames`` look still shows its frames);
-a later complete prediction of the video takes both away. Once the whole run is through (not after Ctrl-C) and
-a video was predicted completely, the earlier results and overlays of the videos that are not among this run's
-inputs are removed, named in one line, so the folder never mixes two runs' videos; a video this run was given
-but did not predict completely (limited, stopped, failed, unreadable) keeps its own.
+replaced only once this run has predicted it completely (status complete, truncated or damaged_frames_skipped;
+not limited): stopped by Ctrl-C, SIGTERM or an error, or limited, the earlier ones stay and this run's frames
+done go to ``<stem>.predictions.partial.jsonl`` beside them, their overlay to ``<stem>.overlay.partial.mp4``
+(hours of earlier results are not lost for a second of this run; a quick ``--max-frames`` look still shows its
+frames); a later complete prediction of the video takes both away. Once the whole run is through (not after
+Ctrl-C) and a video was predicted completely, the earlier results and overlays of the videos that are not
+among this run's inputs are removed, named in one line, so the folder never mixes two runs' videos; a video
+this run was given but did not predict completely (limited, stopped, failed, unreadable) keeps its own.
 
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames (limited only when a frame to predict was left: one more is decoded to
@@ -73,7 +76,7 @@ from typing import Callable, Iterator, List, Optional
 from maskrcnn.stop_signals import StoppedBySignal
 
 __all__ = ["add_video_arguments", "check_video_arguments", "predict_videos", "split_video_inputs",
-           "video_options_given"]
+           "video_options_given", "written_by_a_run"]
 
 DEFAULT_FPS = Fraction(25)  # the overlay's rate when a file does not say its own
 PROGRESS_SECONDS = 10.0  # a progress line at most this often per video
@@ -129,9 +132,56 @@ def split_video_inputs(inputs, files: list, *, on_left_out=None) -> tuple:
     # the same path given twice, or a folder and a video in it, is one video (as an image is): spelled
     # absolute with '.' and '..' taken out ('v.mp4' and './v.mp4'), links not followed
     videos = list({spelled_path(v): v for v in list_videos(inputs, on_passed_over=on_left_out)}.values())
+    # a run into the videos' own folder (--output v/ for v/) wrote overlays there: predicting them would
+    # add <stem>.overlay.overlay.mp4, more each run. A video given by name is asked for: kept
+    named = {spelled_path(p) for p in inputs if not Path(p).is_dir()}
+    written = [v for v in videos if spelled_path(v) not in named and written_by_a_run(v)]
+    if written:
+        print(f"maskrcnn predict: left out {len(written)} video file(s) that a video run wrote (overlays "
+              "named by the summary of the results beside them)", file=sys.stderr)
+        videos = [v for v in videos if v not in written]
     if videos:
         import_av()
     return [f for f in files if not is_video_path(f)], videos
+
+
+def written_by_a_run(path: Path) -> bool:
+    """Whether ``path`` is an overlay a video run wrote: ``<stem>.overlay.mp4`` (or ``.overlay.partial.mp4``)
+    named as its overlay by the summary line of ``<stem>.predictions.jsonl`` (or ``.partial.jsonl``) in
+    its folder, or, where that file has no summary (a run cut off: a full disk), paired with it by name.
+    By what the run recorded, not by the name alone: a user's own ``x.overlay.mp4`` stays a video."""
+    for overlay_suffix, paired in ((OVERLAY_SUFFIX, JSONL_SUFFIX), (PARTIAL_OVERLAY_SUFFIX, PARTIAL_SUFFIX)):
+        if not path.name.endswith(overlay_suffix):
+            continue
+        stem = path.name[:-len(overlay_suffix)]
+        for suffix in (JSONL_SUFFIX, PARTIAL_SUFFIX):
+            summary = _summary_of(path.with_name(stem + suffix))
+            if summary is None:  # no such file, or not a run's results
+                continue
+            named = summary.get("overlay") if isinstance(summary, dict) else None
+            if (named and Path(named).name == path.name) or (summary == "cut off" and suffix == paired):
+                return True
+    return False
+
+
+def _summary_of(results: Path, *, limit: int = 1 << 20):
+    """The summary of a video run's results file (its last line ``{"summary": {...}}``), "cut off" where the
+    last line is a frame's (the run ended before writing it), None where the file is missing or not such
+    a file. Only the file's end is read (up to ``limit`` bytes): hours of frames are not parsed."""
+    try:
+        with open(results, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            tail = f.read().rstrip(b"\n")
+    except OSError:  # missing, a folder, unreadable
+        return None
+    try:
+        last = json.loads(tail[tail.rfind(b"\n") + 1:])
+    except ValueError:
+        return None
+    if isinstance(last, dict) and isinstance(last.get("summary"), dict):
+        return last["summary"]
+    return "cut off" if isinstance(last, dict) and "frame" in last else None
 
 
 def _batches(frames: Iterator, size: int) -> Iterator[list]:
@@ -257,8 +307,9 @@ def _restated(stop: KeyboardInterrupt, message: str) -> KeyboardInterrupt:
 
 JSONL_SUFFIX, OVERLAY_SUFFIX = ".predictions.jsonl", ".overlay.mp4"
 # the statuses whose results replace an earlier run's: the whole video predicted (truncated: to where its
-# file ends); not "limited" (--max-frames, --start, --end left frames out), "interrupted" nor "failed"
-REPLACING = ("complete", "truncated")
+# file ends; damaged_frames_skipped: but for the frames that could not be decoded); not "limited"
+# (--max-frames, --start, --end left frames out), "interrupted" nor "failed"
+REPLACING = ("complete", "truncated", "damaged_frames_skipped")
 PARTIAL_SUFFIX = ".predictions.partial.jsonl"  # a stopped video's results beside the earlier run's
 PARTIAL_OVERLAY_SUFFIX = ".overlay.partial.mp4"  # and the overlay of its frames done
 
@@ -410,7 +461,7 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         partial = out_dir / f"{stem}{PARTIAL_SUFFIX}"
         summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
                    "fps": float(reader.fps) if reader.fps else None, **_range_of(args), "status": "failed",
-                   "problem": None, "notes": reader.notes}
+                   "problem": None, "frames_skipped": 0, "notes": reader.notes}
         clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
         stop, summary_lost, written, capped = None, None, None, False
         partial_overlay = out_dir / f"{stem}{PARTIAL_OVERLAY_SUFFIX}"
@@ -422,17 +473,17 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
             except BaseException:
                 out.discard()
                 raise
-            count = (reader.declared_frames if reader.counted_frames else
-                     f"about {reader.declared_frames}" if reader.declared_frames else "unknown number of")
+            count = _frames_said(reader)
             # the container's rate, said as such: the frame times may give another (a variable rate: its note)
             rate = (f"container says {float(reader.fps):.4g} fps" if reader.fps else
                     "container gives no frame rate")
-            print(f"{tag} {path}: {count} frames, {rate}", file=sys.stderr)
+            print(f"{tag} {path}: {count}, {rate}", file=sys.stderr)
             try:
                 capped = _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock,
                                          stop_requested)
                 summary["status"] = ("truncated" if reader.problem else
-                                     "limited" if _limited(reader, args, capped=capped) else "complete")
+                                     "limited" if _limited(reader, args, capped=capped) else
+                                     "damaged_frames_skipped" if reader.skipped_frames else "complete")
             except KeyboardInterrupt as e:  # raised again below, once the frames done are written
                 summary["status"] = "interrupted"
                 stop = e
@@ -446,7 +497,9 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                 kept_line = "; the frames done are kept" if done else ""
                 print(f"{tag} {summary['problem']}{kept_line}", file=sys.stderr)
             finally:  # what was done stays: the results, then the overlay of the frames done
-                summary["problem"] = summary["problem"] or reader.problem
+                summary["problem"] = summary["problem"] or "; ".join(
+                    line for line in (reader.problem, reader.damage) if line) or None
+                summary["frames_skipped"] = reader.skipped_frames
                 if summary["width"] is None and reader.shown_size:  # no frame predicted: the size is known
                     summary["height"], summary["width"] = reader.shown_size
                 elif summary["width"] is None and reader.stored_size:  # no frame decoded: as stored only
@@ -493,9 +546,11 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         print(f"{tag} {path}: the summary line could not be written ({why}): "
               f"{jsonl} holds the {summary['frames_predicted']} complete frame line(s) without it",
               file=sys.stderr)
-    if reader.problem:
-        print(f"maskrcnn predict: warning: {reader.problem}", file=sys.stderr)
-    elif summary["status"] in ("complete", "limited") and not summary["frames_predicted"]:
+    for line in (reader.problem, reader.damage):
+        if line:
+            print(f"maskrcnn predict: warning: {line}", file=sys.stderr)
+    predicted = summary["frames_predicted"]
+    if not reader.problem and summary["status"] in ("complete", "limited") and not predicted:
         print(f"maskrcnn predict: warning: {path}: {_why_no_frame(reader, args)}: no frame predicted",
               file=sys.stderr)
     for note in summary["notes"]:
@@ -510,6 +565,18 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         stopped.video_status = summary["status"]  # all predicted (stopped while finishing): it replaced
         raise stopped from None
     return summary
+
+
+def _frames_said(reader) -> str:
+    """The video's frames as its header gives them, for its first line: the count, or where there is none
+    (Matroska) the length with the count it makes at the nominal rate, said as such (a variable rate: no
+    count at all)."""
+    if reader.declared_frames and not reader.frames_estimated:
+        return f"{reader.declared_frames} frames"
+    if reader.declared_frames:
+        return (f"{reader.end_time - reader.start_time:.3f} s, no frame count in its header (about "
+                f"{reader.declared_frames} frames at the container's rate)")
+    return "unknown number of frames"
 
 
 def _overlay_end(reader, args, clock: dict, summary: dict, *, capped: bool) -> Optional[float]:

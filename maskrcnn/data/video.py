@@ -4,7 +4,8 @@
 Shapes: a frame is (H, W, 3) uint8 RGB, H x W the size the video is shown at (after its rotation).
 
 A file is a video by its extension (``VIDEO_EXTENSIONS``) and by PyAV opening it: a file with a video
-extension that PyAV cannot open, or that holds no video stream, raises ``VideoReadError`` naming it.
+extension that PyAV cannot open, that holds no video stream, or that FFmpeg reads as a still image (a PNG or
+JPEG renamed .mp4: its image demuxers, ``png_pipe``, ``jpeg_pipe``, ...) raises ``VideoReadError`` naming it.
 Frames are decoded one at a time (``VideoReader.frames``): memory does not grow with the video's length.
 
 Rotation: phones store portrait footage landscape with a display matrix (or, written by older tools, a
@@ -12,6 +13,14 @@ Rotation: phones store portrait footage landscape with a display matrix (or, wri
 players show them (``VideoFrame.rotation`` from PyAV 13, else the stream's ``rotate`` tag). A mirroring
 in the display matrix is not applied (PyAV does not expose it), nor an angle that is no multiple of 90
 (``VideoReader.notes`` says so).
+
+A damaged frame mid-file (a packet the decoder refuses): the file is demuxed packet by packet and such a
+packet skipped, reading going on; ``VideoReader.skipped_frames`` counts them and ``VideoReader.damage``
+names them in one line (``1 damaged frame could not be decoded and was skipped (frame 30 at 1.200 s: ...)``).
+Frame numbers stay the file's: ``Frame.index`` is the frame's position among the file's frames, the skipped
+ones counted where the packets' timestamps place them (``VideoReader._decoded``); ``Frame.time`` is the
+frame's own timestamp. Failures with no frame decoded after them, or ``MAX_FAILURES_IN_A_ROW`` in a row, are
+no frames skipped but the file damaged from there: reading ends as at a truncation.
 
 A corrupt or truncated file: the frames decoded before the damage are yielded, then the reader stops and
 ``VideoReader.problem`` says, in one line naming the file, the frames read (``5 frames read (0..4)``) and
@@ -32,6 +41,7 @@ and whether the rate varies.
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -52,9 +62,21 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".ts", ".mt
 
 INSTALL_HINT = "pip install 'maskrcnn[video]' (or: pip install av)"
 
+# undecodable packets in a row after which the rest of a file is taken as lost (reading stops, as at a
+# truncation): a few damaged frames are skipped, a stream the decoder cannot read is not ground through
+MAX_FAILURES_IN_A_ROW = 50
+
 
 class VideoReadError(ValueError):
     """A video file could not be opened; the message names the file and the reason."""
+
+
+class _GaveUp(Exception):
+    """``MAX_FAILURES_IN_A_ROW`` packets in a row could not be decoded: ``error`` the last one's."""
+
+    def __init__(self, error: BaseException, failures: int):
+        super().__init__(str(error))
+        self.error, self.failures = error, failures
 
 
 def import_av():
@@ -89,7 +111,7 @@ def list_videos(paths: Iterable[Union[str, os.PathLike]], *, on_passed_over=None
 
 @dataclass(frozen=True)
 class Frame:
-    index: int  # 0-based position in the video (every decoded frame counts, predicted or not)
+    index: int  # 0-based position in the video (every frame counts, predicted or not, skipped as damaged too)
     time: float  # seconds from the start of the video
     image: np.ndarray  # (H, W, 3) uint8 RGB, rotated as the video is shown
 
@@ -115,11 +137,12 @@ def _shown_size(height: int, width: int, angle: int) -> Tuple[int, int]:
 class VideoReader:
     """One video file, opened at construction (``VideoReadError`` if it is not a readable video); use as a
     context manager. ``fps`` (a Fraction, None when the file does not say), ``declared_frames`` (0 when
-    unknown), ``stored_size`` ((H, W) as the header stores it, before any rotation; None when it has
-    none), ``shown_size`` ((H, W) after rotation, from the first decoded frame: None until one is, since a
-    phone video's rotation is a display matrix that only its frames give), ``notes`` (what was done to the
-    frames: rotation) and, once ``frames`` has stopped,
-    ``problem`` (None, or one line naming the file and the frame where decoding stopped early)."""
+    unknown; ``frames_estimated``: from the length at the nominal rate), ``stored_size`` ((H, W) as the
+    header stores it, before any rotation; None when it has none), ``shown_size`` ((H, W) after rotation,
+    from the first decoded frame: None until one is, since a phone video's rotation is a display matrix
+    that only its frames give), ``notes`` (what was done to the frames: rotation) and, once ``frames`` has
+    stopped, ``problem`` (None, or one line naming the file and the frame where decoding stopped early),
+    ``skipped_frames`` and ``damage`` (the damaged frames skipped: their count, a line naming them)."""
 
     def __init__(self, path: Union[str, os.PathLike]):
         av = import_av()
@@ -139,15 +162,26 @@ class VideoReader:
                 raise _cut_mp4_error(self.path, f"no video stream found, only {kinds}" if kinds else
                                      "no stream found")
             raise VideoReadError(f"{self.path}: holds no video stream")
+        image = _image_kind(self._container)
+        if image is not None:  # one picture: FFmpeg reads it as a one-frame video at 25 fps
+            self._container.close()
+            kind, ext = image
+            raise VideoReadError(f"{self.path}: not a video: a {kind} image under a video extension "
+                                 f"(predict it as an image: rename it to {ext})")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"  # frame threads: decoding keeps up with a GPU
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps: Optional[Fraction] = Fraction(rate) if rate else None
         self.counted_frames = int(self._stream.frames or 0)  # the container's own count (0: none)
         self.start_time, self.end_time = _stream_span(self._stream, self._container)
-        self.declared_frames = self.counted_frames  # shown only: estimated when the container has no count
+        # shown only: the count, else the muxer's tag of it (mkvmerge's statistics: Matroska has no count
+        # field), else estimated (``frames_estimated``) from the length at the nominal rate, which a variable
+        # rate makes no count (10 frames over 3.08 s read "77")
+        self.declared_frames = self.counted_frames or _tagged_frames(self._stream)
+        self.frames_estimated = False
         if not self.declared_frames and self.end_time is not None and self.fps:
             self.declared_frames = round((self.end_time - self.start_time) * self.fps)
+            self.frames_estimated = True
         # (H, W) as stored: the header's. As shown it is known only from a decoded frame (``frames``): the
         # header gives no display matrix (PyAV reads it per frame), so its size may be the wrong way round
         context = self._stream.codec_context
@@ -156,6 +190,11 @@ class VideoReader:
         self.shown_size: Optional[Tuple[int, int]] = None
         self.notes: List[str] = []
         self.problem: Optional[str] = None
+        self.skipped_frames = 0  # packets that could not be decoded, skipped (one frame each)
+        self.damage: Optional[str] = None  # one line naming them, once frames() has stopped
+        self._skipped_at: List[Tuple[int, float]] = []  # (index, time) of those placed by timestamps
+        self._index = -1  # the last frame's number
+        self._last_error: Optional[BaseException] = None
         self.timing = Timing()
         self._av = av
 
@@ -172,50 +211,128 @@ class VideoReader:
                end: Optional[float] = None) -> Iterator[Frame]:
         """Every ``every``-th frame from ``start`` seconds (the first one there included) until ``end``
         (excluded), at most ``max_frames`` of them. Frames before ``start`` are decoded and dropped
-        without being converted (exact frame indices at the price of decoding: cheap beside a forward)."""
-        stream, av = self._stream, self._av
+        without being converted (exact frame indices at the price of decoding: cheap beside a forward).
+        A packet that cannot be decoded is skipped (``skipped_frames``, ``damage``) and reading goes on."""
+        stream = self._stream
         origin = self.start_time
         timing = self.timing = Timing()
-        index, taken, in_range, rotation = -1, 0, 0, None
-        decoded = self._container.decode(stream)
-        while True:
+        self.skipped_frames, self.damage, self._skipped_at = 0, None, []
+        rotation, count, taken, in_range, previous = None, 0, 0, 0, -1
+        decoded = self._decoded()
+        try:
+            while True:
+                try:
+                    index, frame = next(decoded)
+                except StopIteration:
+                    if self._trailing:  # no frame came after the last failures: the file is lost from there
+                        self._lost_after(count, f"the next {self._trailing} frame(s) cannot be decoded")
+                        return
+                    break
+                except _GaveUp as e:  # a run of undecodable packets: the rest of the file is taken as lost
+                    self._lost_after(count, f"{e.failures} packets in a row cannot be decoded")
+                    return
+                except (self._av.error.FFmpegError, OSError, ValueError, EOFError) as e:  # demuxing: the file
+                    read = _read_so_far(count, timing.last, last_index=self._index)
+                    self.problem = (f"{self.path}: {read} (the next frame cannot be read: {_reason(e)}); the "
+                                    "frames read are kept")
+                    return
+                count += 1
+                if count == 1 and frame.width:
+                    self.shown_size = _shown_size(frame.height, frame.width, _rotation_of(frame, stream))
+                if frame.time is not None:
+                    time = frame.time - origin
+                else:  # no timestamp: the frame's position at the nominal rate
+                    time = index / float(self.fps) if self.fps else 0.0
+                timing.add(time, missing=max(0, index - previous - 1) if count > 1 else 0)
+                previous = index
+                if time < start - 1e-6:
+                    continue
+                if end is not None and time >= end:
+                    return
+                in_range += 1
+                if (in_range - 1) % every:
+                    continue
+                if rotation is None:
+                    rotation = self._rotation(frame)
+                image = frame.to_ndarray(format="rgb24")  # (h, w, 3) as stored
+                if rotation:
+                    image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))  # counter-clockwise turns
+                yield Frame(index=index, time=time, image=image)
+                taken += 1
+                if max_frames is not None and taken >= max_frames:
+                    return
+            self._check_shortfall(count + self.skipped_frames, timing)
+        finally:  # however it stopped (the range's end, --max-frames, an error): the frames skipped so far
+            self._say_damage(count)
+
+    def _decoded(self) -> Iterator[tuple]:
+        """``(index, frame)`` of the stream's frames, decoded packet by packet (a ``container.decode``
+        ends at the first packet that cannot be decoded: a damaged packet mid-file lost the rest of it).
+        A packet whose decoding fails is skipped and counted (``skipped_frames``: a video packet holds one
+        frame); ``_GaveUp`` after ``MAX_FAILURES_IN_A_ROW`` failing packets in a row (a stream the decoder
+        cannot read at all is not ground through to its end). An error demuxing (the file ends inside a
+        packet, a damaged container) is raised: reading stops there.
+
+        ``index``: the frame's position among the file's frames, the frames skipped included, so that the
+        frames after a damaged one keep their numbers (and times) in the file. Where a skipped frame lies is
+        told by the packets' timestamps, not by when the error came (a decoder with frame threads says it
+        some packets late): frames come out in presentation order, so a demuxed packet time below the frame
+        given is a frame that never came; counted as one while skipped frames are not yet placed (a decoder
+        that drops frames by itself, an open GOP's leading ones, keeps the former count: frames decoded).
+        Packets without timestamps: the skipped frames cannot be placed and the later indices are one less
+        per frame skipped before them (``damage`` says so)."""
+        av, stream = self._av, self._stream
+        pending: List[int] = []  # a heap of the demuxed packets' timestamps not yet matched by a frame
+        unplaced, failures, self._index, self._trailing = 0, 0, -1, 0
+        for packet in self._container.demux(stream):  # demuxing errors: raised to frames()
+            if packet.size and packet.pts is not None:
+                heapq.heappush(pending, packet.pts)
             try:
-                frame = next(decoded)
-            except StopIteration:
-                break
-            except (av.error.FFmpegError, OSError, ValueError, EOFError) as e:
-                self.problem = (f"{self.path}: {_read_so_far(index + 1, timing.last)} (frame {index + 1} "
-                                f"cannot be decoded: {_reason(e)}); the frames read are kept")
-                return
-            index += 1
-            if index == 0 and frame.width:
-                self.shown_size = _shown_size(frame.height, frame.width, _rotation_of(frame, stream))
-            if frame.time is not None:
-                time = frame.time - origin
-            else:  # no timestamp: the frame's position at the nominal rate
-                time = index / float(self.fps) if self.fps else 0.0
-            timing.add(time)
-            if time < start - 1e-6:
+                frames = packet.decode()  # the last packet (size 0) flushes the decoder
+            except (av.error.FFmpegError, ValueError, EOFError) as e:
+                failures += 1
+                self._trailing += 1
+                self.skipped_frames += 1
+                self._last_error = e
+                if failures >= MAX_FAILURES_IN_A_ROW:
+                    raise _GaveUp(e, failures) from None
+                unplaced += 1
                 continue
-            if end is not None and time >= end:
-                return
-            in_range += 1
-            if (in_range - 1) % every:
-                continue
-            if rotation is None:
-                rotation = self._rotation(frame)
-            image = frame.to_ndarray(format="rgb24")  # (h, w, 3) as stored
-            if rotation:
-                image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))  # counter-clockwise turns
-            yield Frame(index=index, time=time, image=image)
-            taken += 1
-            if max_frames is not None and taken >= max_frames:
-                return
-        decoded = index + 1
+            failures = 0
+            for frame in frames:
+                if frame.pts is None:
+                    pending.clear()  # nothing to match the packets' times with
+                else:
+                    lost = []
+                    while pending and pending[0] < frame.pts:
+                        lost.append(heapq.heappop(pending))
+                    if pending and pending[0] == frame.pts:
+                        heapq.heappop(pending)
+                    placed = lost[len(lost) - min(unplaced, len(lost)):]  # the latest: the ones just before
+                    unplaced -= len(placed)
+                    tb = frame.time_base or stream.time_base
+                    for pts in placed:
+                        self._index += 1
+                        self._skipped_at.append((self._index, float(pts * tb) - self.start_time))
+                self._index += 1
+                self._trailing = 0
+                yield self._index, frame
+
+    def _lost_after(self, count: int, why: str) -> None:
+        """``problem``: the file is damaged from after the last frame read on (``why``, with the last
+        error); the failures after that frame are no frames skipped: reading ended there."""
+        self.skipped_frames -= self._trailing
+        read = _read_so_far(count, self.timing.last, last_index=self._index)
+        self.problem = f"{self.path}: {read} ({why}: {_reason(self._last_error)}); the frames read are kept"
+
+    def _check_shortfall(self, seen: int, timing: Timing) -> None:
+        """``problem`` where the file, read to its end (``seen`` frames, the skipped ones included), ends
+        certainly earlier than its header says (module docstring)."""
         if self.counted_frames:  # the index counts the frames: a shortfall of it is certain
-            if decoded < self.counted_frames - max(1, self.counted_frames // 50):
+            if seen < self.counted_frames - max(1, self.counted_frames // 50):
                 declared = f"of the {self.counted_frames} its header declares"
-                read = _read_so_far(decoded, timing.last, of=declared)
+                read = _read_so_far(seen - self.skipped_frames, timing.last, of=declared,
+                                    last_index=self._index)
                 self.problem = f"{self.path}: {read} (truncated?); the frames read are kept"
         elif self.end_time is not None and timing.last is not None:
             # the last frame shows until about one interval after its time; "well short": by more than
@@ -224,9 +341,25 @@ class VideoReader:
             shown_until = timing.last + (timing.min_interval or 0.0)
             slack = 2 * (timing.max_interval or 0.0) + min(1.0, 0.1 * length)
             if shown_until < length - slack:
-                read = _read_so_far(decoded, timing.last)
+                read = _read_so_far(seen - self.skipped_frames, timing.last, last_index=self._index)
                 self.problem = (f"{self.path}: {read} of the {length:.3f} s its header declares "
                                 "(truncated?); the frames read are kept")
+
+    def _say_damage(self, count: int) -> None:
+        """``damage``: one line naming the frames skipped as undecodable (their numbers and times, the
+        first few), None when none was."""
+        n = self.skipped_frames
+        if not n:
+            return
+        where = [f"frame {i} at {t:.3f} s" for i, t in self._skipped_at[:3]]
+        where += ["..."] if len(self._skipped_at) > 3 else []
+        unknown = n - len(self._skipped_at)
+        if unknown:  # no timestamps to place them by
+            where.append(f"{unknown} where unknown: the frame numbers after them are {unknown} less")
+        frames = "1 damaged frame" if n == 1 else f"{n} damaged frames"
+        was = "was" if n == 1 else "were"
+        self.damage = (f"{self.path}: {frames} could not be decoded and {was} skipped "
+                       f"({', '.join(where)}: {_reason(self._last_error)}); {count} frame(s) read")
 
     def _rotation(self, frame) -> int:
         angle = _rotation_of(frame, self._stream)
@@ -239,14 +372,16 @@ class VideoReader:
         return angle
 
 
-def _read_so_far(count: int, last: Optional[float], *, of: str = "") -> str:
+def _read_so_far(count: int, last: Optional[float], *, of: str = "", last_index: Optional[int] = None) -> str:
     """What a damaged video gave, by the frames' own numbers: '2 frames read (0..1); the file is damaged
     after 0.100 s' (the frames read and the last one's time: not the first one missing, which read as the
-    last kept). ``of``: words after the count ('of the 12 its header declares')."""
+    last kept). ``of``: words after the count ('of the 12 its header declares'); ``last_index``: the last
+    frame's number where frames skipped before it make it more than ``count - 1``."""
     of = f" {of}" if of else ""
     if not count:
         return f"no frame read{of}; the file is damaged from its start"
-    frames = "1 frame read (0)" if count == 1 else f"{count} frames read (0..{count - 1})"
+    last_index = count - 1 if last_index is None else last_index
+    frames = "1 frame read (0)" if count == 1 else f"{count} frames read (0..{last_index})"
     return frames + of + (f"; the file is damaged after {last:.3f} s" if last is not None else "")
 
 
@@ -261,11 +396,15 @@ class Timing:
         self.first: Optional[float] = None
         self.last: Optional[float] = None
         self.count = 0
+        self.missing = 0  # frames skipped between the first and the last
         self.min_interval: Optional[float] = None
         self.max_interval: Optional[float] = None
 
-    def add(self, time: float) -> None:
-        if self.last is not None and time > self.last:
+    def add(self, time: float, *, missing: int = 0) -> None:
+        """``missing``: frames skipped as damaged just before this one: the step to it spans them, no
+        variation of the rate (and the average counts them)."""
+        self.missing += missing
+        if self.last is not None and time > self.last and not missing:
             step = time - self.last
             self.min_interval = step if self.min_interval is None else min(self.min_interval, step)
             self.max_interval = step if self.max_interval is None else max(self.max_interval, step)
@@ -278,13 +417,39 @@ class Timing:
     def fps(self) -> Optional[float]:
         if self.count < 2 or not self.last > self.first:
             return None
-        return (self.count - 1) / (self.last - self.first)
+        return (self.count + self.missing - 1) / (self.last - self.first)
 
     @property
     def variable(self) -> bool:
         if self.min_interval is None:
             return False
         return self.max_interval - self.min_interval > max(self.TOLERANCE, 0.1 * self.min_interval)
+
+
+def _tagged_frames(stream) -> int:
+    """The frame count a muxer wrote as a stream tag (``NUMBER_OF_FRAMES``, mkvmerge's), 0 if none."""
+    for key, value in stream.metadata.items():
+        if key.upper().split("-")[0] == "NUMBER_OF_FRAMES":  # "NUMBER_OF_FRAMES-eng"
+            try:
+                return max(0, int(value))
+            except ValueError:
+                return 0
+    return 0
+
+
+# an image's codec in FFmpeg's image demuxers -> what to call it and the extension ``predict`` reads it by
+_IMAGE_CODECS = {"png": ("PNG", ".png"), "mjpeg": ("JPEG", ".jpg"), "bmp": ("BMP", ".bmp"),
+                 "tiff": ("TIFF", ".tif"), "webp": ("WebP", ".webp"), "gif": ("GIF", ".gif")}
+
+
+def _image_kind(container) -> Optional[Tuple[str, str]]:
+    """``(kind, extension)`` where FFmpeg opened the file as a still image (its image demuxers: ``image2``,
+    ``image2pipe``, ``png_pipe``, ``jpeg_pipe``, ... tell an image by its content), else None."""
+    name = container.format.name
+    if not (name in ("image2", "image2pipe") or name.endswith("_pipe")):
+        return None
+    codec = container.streams.video[0].codec_context.name
+    return _IMAGE_CODECS.get(codec, (f"{codec} (by FFmpeg's {name} reader)", "an image extension"))
 
 
 def _stream_span(stream, container) -> tuple:
