@@ -6,26 +6,20 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from tiny_model import TINY  # tests/ is on the path
+from tiny_model import TINY, build_tiny, save_tiny_checkpoint  # tests/ is on the path
 
 import maskrcnn
-from maskrcnn.config import PRESETS, apply_overrides, load_config, save_config
+from maskrcnn.config import load_config, save_config
 from maskrcnn.engine.init_weights import InitError
 from maskrcnn.engine.training import _resumed_config
-from maskrcnn.modeling.mask_rcnn import build_model
 
 
 @pytest.fixture(scope="module")
 def weights_and_data(tmp_path_factory):
-    from maskrcnn.checkpoint import save_checkpoint
-
     root = tmp_path_factory.mktemp("words")
-    torch.manual_seed(0)
-    cfg = apply_overrides(PRESETS["r18_fpn"](), TINY)
-    save_checkpoint(root / "tiny.pth", model_state=build_model(cfg).state_dict(), config=cfg,
-                    class_names=["__background__", "cat", "dog"])
+    save_tiny_checkpoint(root / "tiny.pth", *build_tiny(TINY, seed=0),
+                         class_names=("__background__", "cat", "dog"))
     (root / "images").mkdir()
     Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "images" / "1.png")
     (root / "train.json").write_text(json.dumps({
