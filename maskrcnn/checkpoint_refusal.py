@@ -221,10 +221,11 @@ def damaged_pickle_message(path) -> Optional[str]:
     unpickled). The strings of its readable start say whose file it was when they are detectron2's keys
     (``interop.detectron2.is_detectron2``): the one plain-pickle weights format of the libraries read here."""
     strings: list = []
-    reason = _pickle_fault(path, strings)
-    if reason is None:
+    fault = _pickle_fault(path, strings)
+    if fault is None:
         return None
-    if any(w in reason for w in ("remain", "exhausted", "not enough data")):
+    reason, at_end = fault
+    if at_end:  # the reader ran out of bytes mid-opcode (whatever genops' words for that opcode's kind)
         size = os.path.getsize(path)
         why = f"its data stops at byte {size}, before the pickle's end: a cut-off download or copy"
     else:
@@ -239,21 +240,29 @@ def damaged_pickle_message(path) -> Optional[str]:
     return f"{path} is a truncated or corrupt pickle ({why}){whose}"
 
 
-def _pickle_fault(path, strings: list) -> Optional[str]:
-    """Why the pickle stream of ``path`` does not read to its STOP (genops' words), None when it does or
-    the file cannot be opened; the first ``_MAX_STRINGS`` strings read are appended to ``strings``."""
+def _pickle_fault(path, strings: list) -> Optional[tuple]:
+    """(why the pickle stream of ``path`` does not read to its STOP, in genops' words; whether the reading
+    had used up the file when it failed: a cut, not damage), None when it reads to its STOP or the file
+    cannot be opened; the first ``_MAX_STRINGS`` strings read are appended to ``strings``."""
     try:
-        with open(path, "rb") as f:
+        f = open(path, "rb")
+    except OSError:
+        return None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        try:
             for op, arg, _pos in pickletools.genops(f):
                 if op.name in _STRING_OPS and isinstance(arg, str) and len(strings) < _MAX_STRINGS:
                     strings.append(arg)
                 if op.name == "STOP":
                     return None
-    except OSError:
-        return None
-    except Exception as e:  # noqa: BLE001 - genops' ValueError for a cut or unknown opcode, whatever it is
-        return str(e) or type(e).__name__
-    return "pickle exhausted before seeing STOP"  # (genops raises it first: a stream never ends otherwise)
+        except MemoryError:  # not the file's fault: said as what it is
+            raise
+        except OSError:
+            return None
+        except Exception as e:  # noqa: BLE001 - genops' ValueError for a cut or unknown opcode, whatever it is
+            return str(e) or type(e).__name__, f.tell() >= size
+    return "pickle exhausted before seeing STOP", True  # (genops raises first: a stream never ends otherwise)
 
 
 def _first_op(path) -> Optional[str]:

@@ -34,6 +34,24 @@ def _last_error(capsys) -> str:
     return capsys.readouterr().err.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_every_cut_of_a_pickle_is_a_cut_and_a_whole_one_is_none(tmp_path, protocol):
+    """A cut is told by the reader running out of the file, not by genops' words: a cut inside a
+    protocol-2 GLOBAL's text said "no newline found when trying to read stringnl" instead."""
+    from maskrcnn.checkpoint_refusal import damaged_pickle_message
+
+    whole = pickle.dumps({"model": {"conv1.weight": np.arange(6, dtype=np.float32)}, "n": 2**70},
+                         protocol=protocol)
+    path = tmp_path / "w.pkl"
+    path.write_bytes(whole)
+    assert damaged_pickle_message(path) is None
+    for end in range(1, len(whole)):
+        path.write_bytes(whole[:end])
+        said = damaged_pickle_message(path)
+        assert said is not None, end
+        assert f"its data stops at byte {end}, before the pickle's end" in said, (end, said)
+
+
 def test_a_cut_off_pickle_is_called_truncated_by_every_reader(tiny, tmp_path, capsys):
     model, _ = tiny
     whole = pickle.dumps({"model": to_detectron2(model), "__author__": "Detectron2 Model Zoo"}, protocol=4)
