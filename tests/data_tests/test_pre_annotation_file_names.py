@@ -122,3 +122,11 @@ def test_yolo_export_gives_one_label_file_to_one_of_two_images_whose_names_diffe
     assert (labels / "A.txt").read_text().startswith("1 ")  # A.png's dog, not a.jpg's cat
     err = capsys.readouterr().err
     assert "yolo: a.jpg left without labels: A.png has the same label file labels/A.txt" in err
+
+
+def test_yolo_names_that_only_case_folding_joins_keep_their_own_label_files(tmp_path, capsys):
+    """straße and strasse are one name to str.casefold but two files on every disk: both keep labels."""
+    _, out = _export(tmp_path, ["straße.png", "strasse.png"], ["yolo"])
+    labels = out / "yolo" / "labels"
+    assert sorted(p.name for p in labels.iterdir()) == ["classes.txt", "strasse.txt", "straße.txt"]
+    assert "left without labels" not in capsys.readouterr().err

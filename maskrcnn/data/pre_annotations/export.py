@@ -255,8 +255,9 @@ class PreAnnotationExport:
     def _yolo(self, *, partial: bool) -> Path:
         folder = self.out_dir / YOLO_DIR
         written = WrittenFiles(folder=folder, label="yolo", suffixes=(".txt", ".yaml"))
-        # label file (casefolded: A.png and a.jpg share one on a macOS or Windows disk, and the overlays'
-        # names ignore case for that reason) -> (image, label file). classes.txt is taken by the class
+        # label file (lower-cased: A.png and a.jpg share one on a macOS or Windows disk, and the overlays'
+        # names ignore case for that reason; not casefolded, which makes straße and strasse one name while
+        # those disks keep both) -> (image, label file). classes.txt is taken by the class
         # names, written last: an image classes.jpg at the root would lose its labels to them silently
         # (and the names would read back as boxes), so it gets the clash warning instead
         used: dict = {"labels/classes.txt": ("the class names file", "labels/classes.txt")}
@@ -265,13 +266,13 @@ class PreAnnotationExport:
             # the image's own name, never the safe one: YOLO tools pair a label file with the image of its
             # stem and nothing else (yolo_label_file)
             rel = yolo_label_file(image.file_name)
-            if rel.casefold() in used:  # a.jpg and a.png: one label file for both, Ultralytics can't tell
-                other, shared = used[rel.casefold()]
+            if rel.lower() in used:  # a.jpg and a.png: one label file for both, Ultralytics can't tell
+                other, shared = used[rel.lower()]
                 print(f"pre-annotations: yolo: {display_name(image.file_name)} left without labels: "
                       f"{display_name(other)} has the same label file {display_name(shared)}",
                       file=sys.stderr)
                 continue
-            used[rel.casefold()] = (image.file_name, rel)
+            used[rel.lower()] = (image.file_name, rel)
             if not has_safe_name(image.file_name):
                 kept.append((image.file_name, rel))
             written.write(rel, yolo_labels(image, found, tolerance=self.tolerance).encode("utf-8"))
