@@ -156,6 +156,9 @@ def test_input_and_data_values_edited_in_config_yaml_are_said_as_solver_ones_are
     _edit(out / "config.yaml", ("input",), min_size=[40], max_size=48)
     _edit(out / "config.yaml", ("data",), aspect_ratio_grouping=False, repeat_threshold=0.5)
     _edit(out / "config.yaml", ("solver",), lr=0.5)
+    # a key the data fills in, written otherwise in config.yaml (its PNGs tell no EXIF frame: ""): no edit
+    assert load_config(str(out / "config.yaml")).data.exif_frame_seen == ""
+    _edit(out / "config.yaml", ("data",), exif_frame_seen="stored")
     _, cfg, stream = _build(load_config("demo", {"solver.lr": 0.25}), data, out, resume=True,
                             overrides={"solver.lr": "0.25"})
     log = stream.getvalue()
