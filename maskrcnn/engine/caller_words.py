@@ -42,6 +42,22 @@ def init_word(caller: str) -> str:
     return _row(caller)[4]
 
 
+def option_word(caller: str, option: str) -> str:
+    """``option`` ("--resume", "--output", "--init") as ``caller`` names it: the keyword for
+    ``maskrcnn.train()`` ("resume=True", "output=", "init="), the option itself for the commands."""
+    if caller != "maskrcnn.train()":
+        return option
+    return {"--resume": "resume=True", "--output": "output=", "--init": "init="}.get(option, option)
+
+
+def new_run(caller: str, weights: str, folder: str = "ANOTHER_FOLDER") -> str:
+    """How ``caller`` starts a new run from ``weights`` in ``folder``: "--init W --output F" or
+    "init='W', output='F'"."""
+    if caller == "maskrcnn.train()":
+        return f"init={weights!r}, output={folder!r}"
+    return f"--init {weights} --output {folder}"
+
+
 def set_item(word: str, key: str, value, shown=None) -> str:
     """One change as a caller that names its changes ``word`` writes it: ``--set model.fpn_dim=128``,
     ``set={'model.fpn_dim': 128}``. ``shown``: the value's text where it stands for one (a pattern, "[[a,

@@ -60,7 +60,7 @@ from pathlib import Path
 import torch
 
 from maskrcnn.config import INPUT_SIZE_KEYS
-from maskrcnn.engine.caller_words import init_word, set_item, set_word
+from maskrcnn.engine.caller_words import init_word, new_run, option_word, set_item, set_word
 from maskrcnn.engine.trainer import RUN_FILE_PATTERNS, earlier_run_files  # noqa: F401 (importable here)
 from maskrcnn.listing import short_listing
 from maskrcnn.shell import shell_word
@@ -157,12 +157,13 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         asked_init = ""  # the default preset's init_weights: nothing asked
     if asked_init and asked_init != started:
         raise ValueError(
-            f"--init {asked_init}: {output} is a run started from {started or 'random initialisation'}; "
-            "--resume continues that run from its last checkpoint and never loads other weights. To "
-            f"fine-tune from {asked_init}, choose another --output.")
+            f"{init_word(caller)} {asked_init}: {output} is a run started from "
+            f"{started or 'random initialisation'}; {option_word(caller, '--resume')} continues that run "
+            f"from its last checkpoint and never loads other weights. To fine-tune from {asked_init}, "
+            f"choose another {option_word(caller, '--output')}.")
     if asked_init and from_checkpoint:
-        say(f"--resume: continuing from the run's checkpoint; --init {asked_init} was applied when the run "
-            "started and is not applied again")
+        say(f"--resume: continuing from the run's checkpoint; {init_word(caller)} {asked_init} was applied "
+            "when the run started and is not applied again")
 
     differing = [k for k in asked if k not in derived and asked[k] != kept.get(k)]
     ignored = [f"{k}={asked[k]!r} (the run's: {kept.get(k)!r})" for k in sorted(differing)
@@ -177,7 +178,8 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         listed = ", ".join(f"{k}={asked[k]} (the run's: {kept.get(k)})" for k in from_config)
         said = config_phrase(config_named, config_said)
         say(f"warning: --resume goes on with the run's settings ({saved_path}); {said} "
-            f"differs in {listed}: not applied (on --resume only {set_word(caller)} changes a setting)")
+            f"differs in {listed}: not applied (on {option_word(caller, '--resume')} only {set_word(caller)} "
+            "changes a setting)")
     # stored=True: the run's own values stand (fractional solver.steps earlier versions took); those asked
     # for are checked as any config to train with is
     cfg = apply_overrides(saved, {k: asked[k] for k in applied}, stored=True)
@@ -323,7 +325,8 @@ def _followed_weights(output: Path) -> list:
     return [k for k in changes if isinstance(k, str)]
 
 
-def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Path, train_json) -> None:
+def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Path, train_json,
+                          caller: str = "maskrcnn train") -> None:
     """A resumed run's training set must name the run's classes in the run's order: the checkpoint's class
     rows follow that order, so another list would load wrong or fail on shapes deep in ``load_state_dict``."""
     if not run_classes or tuple(run_classes) == tuple(data_classes):
@@ -339,8 +342,8 @@ def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Pa
     raise ValueError(
         f"--resume: {output} was trained on the classes {', '.join(run_set)}, but {train_json} has "
         f"{', '.join(data_set)} ({what}); a resumed run continues with the same classes. To train on the "
-        f"new set from this run's weights, start a new run: --init {_weights_to_start_from(output)} --output "
-        "ANOTHER_FOLDER")
+        f"new set from this run's weights, start a new run: "
+        f"{new_run(caller, _weights_to_start_from(output))}")
 
 
 def _weights_to_start_from(output: Path) -> str:
@@ -799,7 +802,8 @@ def build_training(
         say(f"note: {line}")
     if not resume or train_set.evidenced_exif_frame:  # kept in config.yaml and checkpoints for eval
         cfg.data.exif_frame_seen = train_set.evidenced_exif_frame or ""
-    check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json)
+    check_resumed_classes(run_classes, tuple(train_set.class_names), output=output, train_json=train_json,
+                          caller=caller)
     counts = train_set.instances_per_class()
     unseen = [name for name, n in zip(train_set.class_names[1:], counts[1:]) if n == 0]
     if unseen:  # a category the labelling tool defined but nobody drew: the model gets no example of it
@@ -810,7 +814,7 @@ def build_training(
         n = train_set.num_classes
         say(f"note: model.num_classes {asked_num_classes} is not applied: num_classes comes from the "
             f"training data, and {train_json} has {n} ({n - 1} classes and the background)"
-            + ("; the --init weights' class rows are matched to them by name"
+            + (f"; the {init_word(caller)} weights' class rows are matched to them by name"
                if cfg.model.init_weights and not resuming else ""))
     if asked_class_names is not None and tuple(asked_class_names) != tuple(train_set.class_names[1:]) \
             and tuple(asked_class_names) != tuple(train_set.class_names):
