@@ -157,13 +157,13 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         asked_init = ""  # the default preset's init_weights: nothing asked
     if asked_init and asked_init != started:
         raise ValueError(
-            f"{init_word(caller)} {asked_init}: {output} is a run started from "
+            f"{option_word(caller, '--init')} {asked_init}: {output} is a run started from "
             f"{started or 'random initialisation'}; {option_word(caller, '--resume')} continues that run "
             f"from its last checkpoint and never loads other weights. To fine-tune from {asked_init}, "
             f"choose another {option_word(caller, '--output')}.")
     if asked_init and from_checkpoint:
-        say(f"--resume: continuing from the run's checkpoint; {init_word(caller)} {asked_init} was applied "
-            "when the run started and is not applied again")
+        say(f"--resume: continuing from the run's checkpoint; {option_word(caller, '--init')} {asked_init} "
+            "was applied when the run started and is not applied again")
 
     differing = [k for k in asked if k not in derived and asked[k] != kept.get(k)]
     ignored = [f"{k}={asked[k]!r} (the run's: {kept.get(k)!r})" for k in sorted(differing)
@@ -814,7 +814,7 @@ def build_training(
         n = train_set.num_classes
         say(f"note: model.num_classes {asked_num_classes} is not applied: num_classes comes from the "
             f"training data, and {train_json} has {n} ({n - 1} classes and the background)"
-            + (f"; the {init_word(caller)} weights' class rows are matched to them by name"
+            + (f"; the {option_word(caller, '--init')} weights' class rows are matched to them by name"
                if cfg.model.init_weights and not resuming else ""))
     if asked_class_names is not None and tuple(asked_class_names) != tuple(train_set.class_names[1:]) \
             and tuple(asked_class_names) != tuple(train_set.class_names):
