@@ -88,6 +88,7 @@ from typing import Optional, Sequence
 from maskrcnn import stop_signals
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
 from maskrcnn.data.folders import spelled_path
+from maskrcnn.data.pre_annotations.written_files import WRITTEN_FILE, WRITTEN_PARTIAL
 from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.overlay_defaults import (
     OVERLAY_DRAW_MAX,
@@ -348,8 +349,8 @@ def shown_path(path) -> str:
 
 OVERLAYS_DIR = "overlays"
 RESULT_FILES = ("predictions.json", "predictions.partial.jsonl")
-# the lists of the files a run wrote (data/pre_annotations/written_files), in each folder it writes
-_WRITTEN_LISTS = ("written.json", "written.partial.jsonl")
+# the lists of the files a run wrote, in each folder it writes
+_WRITTEN_LISTS = (WRITTEN_FILE, WRITTEN_PARTIAL)
 
 
 def check_run_folder(out_dir: Path, *, images: bool, overlays: bool) -> None:
@@ -362,17 +363,17 @@ def check_run_folder(out_dir: Path, *, images: bool, overlays: bool) -> None:
     ValueError naming the path."""
     problems = [f"{out_dir / name} is a folder where predict writes its results file"
                 for name in (RESULT_FILES if images else ()) if (out_dir / name).is_dir()]
+    in_overlays = []  # those --no-overlays would avoid
     folder = out_dir / OVERLAYS_DIR
     if overlays and (folder.exists() or folder.is_symlink()) and not folder.is_dir():
-        problems.append(f"{folder} is a file where predict writes its overlays folder")
+        in_overlays.append(f"{folder} is a file where predict writes its overlays folder")
     elif overlays:
-        problems += [f"{folder / name} is a folder where predict writes its list of the overlays"
-                     for name in _WRITTEN_LISTS if (folder / name).is_dir()]
-    if problems:
-        drawn = any("overlays" in p.rsplit(" writes ", 1)[-1] for p in problems)
-        drawn = ", or give --no-overlays" if drawn else ""
-        raise ValueError("; ".join(problems) + f" (move it away or choose another --output{drawn}): nothing "
-                         "predicted")
+        in_overlays += [f"{folder / name} is a folder where predict writes its list of the overlays"
+                        for name in _WRITTEN_LISTS if (folder / name).is_dir()]
+    if problems or in_overlays:
+        drawn = ", or give --no-overlays" if in_overlays else ""
+        raise ValueError("; ".join(problems + in_overlays) + f" (move it away or choose another --output"
+                         f"{drawn}): nothing predicted")
 
 
 def _folders_to_make(folder: Path) -> list:

@@ -98,6 +98,7 @@ from maskrcnn.data.keypoints import (
     clip_keypoints,
     keypoint_names_problem,
     odd_visibility_note,
+    other_counts_words,
     read_visibility,
     skeleton_edges,
 )
@@ -1092,8 +1093,7 @@ class CocoDataset(torch.utils.data.Dataset):
     def keypoint_counts_text(self) -> str:
         """The counts of ``keypoints_of_other_count`` in words: "5 keypoints (15 numbers)", several
         joined with "or"."""
-        return " or ".join(f"{n // 3} keypoints ({n} numbers)" if n % 3 == 0 else f"{n} numbers"
-                           for n, _ in self.keypoints_of_other_count.most_common())
+        return other_counts_words(self.keypoints_of_other_count)
 
     def _check_past_border(self) -> None:
         """Annotations reaching past their image's border by more than rounding (``_PAST_BORDER`` px) are

@@ -472,3 +472,11 @@ def default_sigma_note(names, configured, *, advice: str = _OWN_SIGMAS) -> Optio
         return None
     shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")
     return f"OKS sigmas: {DEFAULT_KEYPOINT_SIGMA} (default) for {shown}; {advice}"
+
+
+def other_counts_words(lengths) -> str:
+    """Keypoint lists of another count in words, commonest first: ``{15: 3, 11: 1}`` (a Counter of list
+    lengths) -> "5 keypoints (15 numbers) or 11 numbers". Training's note and the evaluation's say them
+    alike."""
+    return " or ".join(f"{n // 3} keypoints ({n} numbers)" if n % 3 == 0 else f"{n} numbers"
+                       for n, _ in lengths.most_common())

@@ -54,6 +54,7 @@ from maskrcnn.data.keypoints import (
     clip_keypoints,
     keypoint_names_problem,
     odd_visibility_note,
+    other_counts_words,
     read_visibility,
 )
 from maskrcnn.data.keypoints import keypoint_sigmas as sigmas_for_keypoints
@@ -235,8 +236,7 @@ def _other_count_note(source: str, other: list) -> str:
     annotation id, the list's length, its category's number of names) per annotation, in the file's
     order; worded as training's note (``CocoDataset``)."""
     counts = Counter(length for _, length, _ in other)
-    held = " or ".join(f"{n // 3} keypoints ({n} numbers)" if n % 3 == 0 else f"{n} numbers"
-                       for n, _ in counts.most_common())
+    held = other_counts_words(counts)
     n, first, names = len(other), other[0][0], other[0][2]
     what = f"{n} annotations (the first id {first!r}) hold" if n > 1 else f"1 annotation (id {first!r}) holds"
     kept = ("their boxes and masks are scored, their keypoints read as unlabelled" if n > 1
