@@ -1195,7 +1195,11 @@ def _coerce(name: str, current: Any, value: Any, type_name: str = "", *, stored:
     if number_field and not isinstance(value, (int, float)):
         raise ValueError(f"config key {name!r} expects a number, got {value!r}")
     if (isinstance(current, float) or "float" in type_name) and isinstance(value, int):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a 400-digit integer: past every float, so past every range too
+            raise ValueError(f"config key {name!r} expects a number within a float's range, got an "
+                             f"integer of {len(str(value))} digits") from None
     if type_name == "int" or name in WHOLE_LISTS:
         # counts, sizes, periods, seeds: solver.iters=1.5 trained 1 iteration without a word (2.0 is 2)
         return _whole(name, value, strict=not (stored and name in WHOLE_LISTS))

@@ -29,6 +29,11 @@ def test_solver_iters_past_the_bound_is_refused_when_read(tmp_path):
     path.write_text("_base_: demo\nsolver:\n  iters: " + "9" * 400 + "\n")
     with pytest.raises(ValueError, match=r"at most 1,000,000,000 .*got an integer of 400 digits"):
         load_config(str(path))
+    # a float key given such an integer: the key named, not float()'s OverflowError traceback
+    path.write_text("_base_: demo\nsolver:\n  lr: " + "9" * 400 + "\n")
+    with pytest.raises(ValueError, match=r"'solver\.lr' expects a number within a float's range, got an "
+                                         r"integer of 400 digits \(long\.yaml line 3\)"):
+        load_config(str(path))
     assert load_config("demo", {"solver.iters": MAX_ITERS}).solver.iters == MAX_ITERS
     # a stored config (a checkpoint's) is not a config to train with: not refused
     assert load_config("demo", {"solver.iters": 2 * MAX_ITERS}, stored=True).solver.iters == 2 * MAX_ITERS
