@@ -237,3 +237,28 @@ def test_a_run_that_reads_no_image_leaves_no_empty_output_folder(checkpoint, tmp
     (tmp_path / "kept").mkdir()  # a folder that was there stays, empty as it was
     assert _predict(checkpoint, tmp_path / "kept", broken) == 1
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+def test_a_parent_that_exists_but_takes_no_files_is_not_said_missing(tmp_path, monkeypatch):
+    """Before: --output /proc/x/out said "/proc: cannot write there (No such file or directory)" of a
+    folder that is there (procfs answers ENOENT to a new file)."""
+    import errno
+
+    from maskrcnn import io_utils
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = io_utils.create_temp_file
+
+    def refuse(folder, **kwargs):
+        if str(folder) == str(locked):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(io_utils, "create_temp_file", refuse)
+    with pytest.raises(ValueError) as e:
+        io_utils.check_output_dir(locked / "x" / "out")
+    assert str(e.value) == f"--output {locked / 'x' / 'out'}: cannot be made: {locked}: cannot write there " \
+                           "(its file system refuses new files there)"
+    with pytest.raises(ValueError, match="cannot write there \\(its file system refuses new files there\\)"):
+        io_utils.check_output_dir(locked)
