@@ -239,6 +239,22 @@ def test_a_run_that_reads_no_image_leaves_no_empty_output_folder(checkpoint, tmp
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
 
 
+def test_an_all_skipped_run_into_a_new_folder_does_not_promise_earlier_files(checkpoint, tmp_path, capsys):
+    """Before: "pre-annotations: none written (no image was predicted): any earlier files in out stay as
+    they were" while the run removed the out/ it had made; a folder that was there keeps the clause."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "new" / "out"
+    assert _predict(checkpoint, out, broken, flags=("--export", "labelme")) == 1
+    err = capsys.readouterr().err
+    assert "pre-annotations: none written (no image was predicted)\n" in err
+    assert "earlier files" not in err and not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    assert _predict(checkpoint, tmp_path / "kept", broken, flags=("--export", "labelme")) == 1
+    assert f"none written (no image was predicted): any earlier files in {tmp_path / 'kept'} stay as they " \
+           "were" in capsys.readouterr().err
+
+
 def test_a_parent_that_exists_but_takes_no_files_is_not_said_missing(tmp_path, monkeypatch):
     """Before: --output /proc/x/out said "/proc: cannot write there (No such file or directory)" of a
     folder that is there (procfs answers ENOENT to a new file)."""

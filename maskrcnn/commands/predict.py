@@ -905,6 +905,8 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     made = _folders_to_make(out_dir)  # removed again if they stay empty (no image read, no video)
+    # made by this run: no earlier file can be there, and the lines must not promise that one stays
+    new_folder = bool(made)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
     if "yolo" in export_formats and files:  # before the videos too: refused after them, their time is lost
         from maskrcnn.data.pre_annotations.instances import categories_of
@@ -1060,8 +1062,8 @@ def run(args: argparse.Namespace) -> int:
                 kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_results or \
                     earlier_overlays else ""
                 if export is not None:  # an empty file would replace an earlier run's good one
-                    kept += (f"; no pre-annotation file written ({', '.join(export.formats)}): any "
-                             "earlier ones stay as they were")
+                    kept += f"; no pre-annotation file written ({', '.join(export.formats)})" + (
+                        "" if new_folder else ": any earlier ones stay as they were")
                 raise stop(f"after 0 of {len(files)} images; nothing written{kept}") from None
             overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
             raise stop(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
@@ -1102,8 +1104,9 @@ def run(args: argparse.Namespace) -> int:
                     elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
                         why = "stopped before the first image" if stopped is not None else \
                             "no image was predicted"
-                        print(f"pre-annotations: none written ({why}): any earlier files "
-                              f"in {out_dir} stay as they were", file=sys.stderr)
+                        print(f"pre-annotations: none written ({why})" + (
+                            "" if new_folder else f": any earlier files in {out_dir} stay as they were"),
+                            file=sys.stderr)
                 if n_done == 0:  # nothing written: the folders this run made go again, empty
                     _remove_empty_folders(made)
     if term:  # came while the results were written (all of them were): the run did not end on its own
