@@ -189,10 +189,12 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
     ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out, and so are the
-    overlays/ folder of one (the images folder itself when it is the output) and the folders a run writes
-    (``run_folder_names``: overlays/, masks/, cutouts/, ...) that hold a run's list of the files it wrote
-    (``written.json``; ``_OutputFolders.inside``): an output folder inside the images folder would
-    otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
+    overlays/ folder of one (the images folder itself when it is the output) and, in the folders a run
+    writes (``run_folder_names``: overlays/, masks/, cutouts/, ...) that hold a run's list of the files it
+    wrote (``written.json``), the files that list names, not the user's images beside them
+    (``_OutputFolders.run_file``; one line, ``run_files_line``, says how many went and why): an output
+    folder inside the images folder would otherwise have its own overlays and cut-outs predicted, more
+    each run. ``outputs``:
     an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None).
 
     Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
@@ -240,8 +242,9 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
             key = f.resolve()
             if key in listed.get(spelled, ()):
                 continue
-            if top != key and outputs.inside(key.parent, top):
-                in_output[spelled] = key
+            why = outputs.run_file(key, top) if top != key else None
+            if why is not None:  # (why, the folder as the user spelled the input)
+                in_output[spelled] = key, (why[0], Path(given) / why[1].relative_to(top))
                 continue
             kept = seen.get(key)
             if kept is None:
@@ -265,11 +268,10 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
                 continue
             listed.setdefault(spelled, set()).add(key)
             files.append(f)
-    in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
-    if in_output:
-        print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
-              "(in --output or a folder holding predictions.json, and a run's overlays/ and export folders "
-              "holding its list of the files it wrote, written.json)", file=sys.stderr)
+    line = run_files_line(why for p, (resolved, why) in in_output.items()
+                          if resolved not in listed.get(p, ()))  # those not predicted by another path
+    if line:
+        print(line, file=sys.stderr)
     return files
 
 
@@ -277,7 +279,9 @@ def other_files(inputs, outputs) -> list:
     """The files in the folders ``inputs`` (at any depth, symlinked folders not followed) that have
     neither an image nor a video extension, sorted: never predicted, so counted in one line
     (``other_files_line``) rather than left out without a word. Output folders of ``predict``
-    (``outputs``, an ``_OutputFolders``) are not looked in: their files are a run's own."""
+    (``outputs``, an ``_OutputFolders``) are not looked in, and the files a run folder's list names (its
+    YOLO labels, the list itself) and a video run's results (``_video_results``) are not counted: they are
+    a run's own, not the user's."""
     import os
 
     from maskrcnn.data.images import IMAGE_EXTENSIONS
@@ -295,7 +299,8 @@ def other_files(inputs, outputs) -> list:
                 subfolders[:] = []
                 continue
             found += [Path(folder) / n for n in names
-                      if Path(n).suffix.lower() not in known and (Path(folder) / n).is_file()]
+                      if Path(n).suffix.lower() not in known and (Path(folder) / n).is_file()
+                      and outputs.run_file(here / n, top) is None and not _video_results(Path(folder) / n)]
     return sorted(set(found))
 
 
@@ -408,47 +413,115 @@ def run_folder_names() -> frozenset:
 
 
 class _OutputFolders:
-    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved) or a folder
-    holding ``predictions.json`` or ``predictions.partial.jsonl``, as a whole; and a run's folders
-    (``inside``): overlays/ of an output folder, and any of them holding a run's list of the files it
-    wrote there (``written.json``: its predictions.json may have been deleted). Each
+    """Which files found in the input folders a ``predict`` run wrote (``run_file``): those in an output
+    folder (one of ``outputs``, resolved, or a folder holding ``predictions.json`` or
+    ``predictions.partial.jsonl``, as a whole, and its overlays/: runs before the lists listed none), and,
+    in a folder a run writes (``run_folder_names``: overlays/, masks/, cutouts/, labelme/, yolo/) holding a
+    run's list of the files it wrote there (``written.json``, or a killed run's ``written.partial.jsonl``;
+    its predictions.json may have been deleted), the files that list names and the list itself: the
+    user's own images beside them (YOLO's images/ beside its labels/, LabelMe's) are predicted. Each
     folder's answer is remembered, so that a folder of 10,000 images is looked at on disk once, not once
     per file. For one listing: files written meanwhile are not seen."""
 
     def __init__(self, outputs: set):
         self.outputs = set(outputs)
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
+        self._lists: dict = {}  # run folder -> the paths its lists name; None: a list there is unreadable
         self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
         # not by an overlays/written.json inside: a folder predicted into itself (`predict 2024 --output
         # 2024`, predictions.json deleted since) or a show-data output holds the user's own images beside
-        # it; ``inside`` leaves out that overlays/ folder by its list
+        # it; ``run_file`` leaves out that overlays/ folder's files by its list
         if folder not in self._is_output:
             self._is_output[folder] = folder in self.outputs or any(
                 (folder / name).is_file() for name in RESULT_FILES)
         return self._is_output[folder]
 
-    @staticmethod
-    def _listed(folder: Path) -> bool:
-        """Whether ``folder`` holds a run's list of the files it wrote there."""
-        return any((folder / name).is_file() for name in _WRITTEN_LISTS)
+    def _whole(self, folder: Path) -> bool:
+        """Whether ``folder`` is an output folder, or the overlays/ folder of one."""
+        return self.is_output(folder) or (folder.name == OVERLAYS_DIR and self.is_output(folder.parent))
+
+    def _run_list(self, folder: Path):
+        """The paths the lists of the run folder ``folder`` name (``written_files.listed_files``); None
+        when a list there cannot be read; False when ``folder`` is no run folder holding a list."""
+        if folder not in self._lists:
+            from maskrcnn.data.pre_annotations.written_files import listed_files
+
+            holds = folder.name in self._run_folders and any((folder / n).is_file() for n in _WRITTEN_LISTS)
+            self._lists[folder] = listed_files(folder) if holds else False
+        return self._lists[folder]
 
     def inside(self, folder: Path, top: Path) -> bool:
-        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, the overlays/
-        folder of one (``top`` itself may be an output: ``--output`` the images folder; overlays/ of runs
-        older than the lists has none), or one of the folders a run writes (overlays/, masks/, cutouts/,
-        labelme/, yolo/: ``run_folder_names``) that holds a run's list of the files it wrote there
-        (``written.json``, or a killed run's ``written.partial.jsonl``: a --no-overlays run's masks/). A
-        masks/ or labelme/ folder without a list is the user's (LabelMe keeps its images beside its JSON
-        files), also in the images folder: the listing is made before this run writes anything. Its
-        parents are walked up to ``top``, each looked at on disk once per run (``is_output``)."""
+        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the overlays/
+        folder of one (``top`` itself may be an output: ``--output`` the images folder). Its parents are
+        walked up to ``top``, each looked at on disk once per run (``is_output``)."""
         while folder != top and top in folder.parents:
-            if self.is_output(folder) or (folder.name in self._run_folders and self._listed(folder)) or (
-                    folder.name == OVERLAYS_DIR and self.is_output(folder.parent)):
+            if self._whole(folder):
                 return True
             folder = folder.parent
         return False
+
+    def run_file(self, path: Path, top: Path) -> Optional[tuple]:
+        """Why the file ``path`` (resolved), found below ``top``, is a run's own, as ``(why, folder)``:
+        "output" (``folder`` an output folder or its overlays/, ``inside``), "listed" (``folder`` a run
+        folder whose list names it, relative to ``folder``, or the list itself), "unreadable" (``folder``
+        a run folder whose list cannot be read: which files are the run's cannot be told, so all are
+        taken, as before the lists named them); None: the user's. A masks/ or labelme/ folder without a
+        list is the user's, also in the images folder: the listing is made before this run writes."""
+        folder = path.parent
+        while folder != top and top in folder.parents:
+            if self._whole(folder):  # named by the output folder, not its overlays/
+                return "output", folder if self.is_output(folder) else folder.parent
+            listed = self._run_list(folder)
+            if listed is None:
+                return "unreadable", folder
+            if listed and (path.relative_to(folder).as_posix() in listed or (
+                    path.parent == folder and path.name in _WRITTEN_LISTS)):
+                return "listed", folder
+            folder = folder.parent
+        return None
+
+
+def run_files_line(left_out) -> Optional[str]:
+    """One line saying which image files of the input folders were left out as a run's own and why:
+    ``left_out``, ``(why, folder as shown)`` of each (``_OutputFolders.run_file``); None when none were."""
+    from maskrcnn.listing import short_listing
+
+    left_out = list(left_out)
+    if not left_out:
+        return None
+    by_why: dict = {}
+    for why, folder in left_out:
+        by_why.setdefault(why, []).append(folder)
+
+    def folders(why, tail=lambda f: f):
+        return short_listing(sorted({shown_path(tail(f)) for f in by_why[why]}), limit=3)
+
+    def list_file(folder):
+        return next((folder / n for n in _WRITTEN_LISTS if (folder / n).is_file()), folder / WRITTEN_FILE)
+
+    parts = []
+    if "output" in by_why:
+        parts.append(f"{len(by_why['output'])} in output folders (--output, a folder holding "
+                     f"predictions.json, or its overlays/: {folders('output')})")
+    if "listed" in by_why:
+        parts.append(f"{len(by_why['listed'])} named by a run's list of the files it wrote "
+                     f"({folders('listed', list_file)}; the other images there are yours and predicted)")
+    if "unreadable" in by_why:
+        parts.append(f"{len(by_why['unreadable'])} in run folders whose list of the files written cannot be "
+                     f"read ({folders('unreadable', list_file)}: all of the folder taken for the run's)")
+    return (f"maskrcnn predict: left out {len(left_out)} image file(s) inside predict output folders: "
+            + "; ".join(parts))
+
+
+def _video_results(path: Path) -> bool:
+    """Whether ``path`` is a video run's results file (``<stem>.predictions.jsonl`` or its
+    ``.predictions.partial.jsonl`` ending in its summary or a frame's line): ours, never the user's
+    other files; by what the run wrote, not the name alone."""
+    from maskrcnn.commands.predict_video import JSONL_SUFFIX, PARTIAL_SUFFIX, _summary_of
+
+    return path.name.endswith((JSONL_SUFFIX, PARTIAL_SUFFIX)) and _summary_of(path) is not None
 
 
 def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
