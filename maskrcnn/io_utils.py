@@ -453,7 +453,7 @@ def _unwritable(folder: Path) -> str:
     try:
         fd, tmp = create_temp_file(folder, prefix=".write-check.", suffix=".tmp")
     except OSError as e:
-        return f"cannot write there ({e.strerror or e})"
+        return f"cannot write there ({_write_refusal(e)})"
     os.close(fd)
     try:
         os.unlink(tmp)
@@ -463,6 +463,15 @@ def _unwritable(folder: Path) -> str:
         # probes of earlier runs killed between create and unlink (``.write-check.<12 hex>.tmp``)
         remove_stale_temps(folder / "write-check")
     return ""
+
+
+def _write_refusal(error: OSError) -> str:
+    """Why an existing folder refused a new file, in words true of it: procfs and the like answer
+    ENOENT (or ENOTDIR) to a file made in a folder that is there, where "No such file or directory" would
+    read as the folder missing."""
+    if error.errno in (errno_module.ENOENT, errno_module.ENOTDIR):
+        return "its file system refuses new files there"
+    return str(error.strerror or error)
 
 
 def check_output_file(path: PathLike, option: str = "OUT") -> Path:

@@ -237,3 +237,102 @@ def test_a_run_that_reads_no_image_leaves_no_empty_output_folder(checkpoint, tmp
     (tmp_path / "kept").mkdir()  # a folder that was there stays, empty as it was
     assert _predict(checkpoint, tmp_path / "kept", broken) == 1
     assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())
+
+
+def test_a_run_folder_with_a_list_leaves_out_only_the_files_the_list_names(checkpoint, tmp_path, capsys):
+    """Before: yolo/ holding a run's written.json had every image under it left out of a later predict of
+    the parent folder, the user's yolo/images/c.png too (YOLO keeps its images beside its labels). Now
+    only the files a run's list names are left out, and the line says what and why."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    _image(images / "yolo" / "images" / "c.png")
+    assert _predict(checkpoint, images, images, flags=("--export", "yolo,masks", "--no-overlays")) == 0
+    assert (images / "yolo" / "written.json").is_file() and (images / "masks" / "written.json").is_file()
+    (images / "predictions.json").unlink()  # the parent is no output folder now: the lists decide
+    capsys.readouterr()
+    found = [p.relative_to(images).as_posix() for p in expand_inputs([images])]
+    assert found == ["a.png", "yolo/images/c.png"]  # the masks the run wrote are not
+    line = [x for x in capsys.readouterr().err.splitlines() if "inside predict output folders" in x]
+    assert len(line) == 1 and line[0].startswith("maskrcnn predict: left out 4 image file(s) inside predict "
+                                                 "output folders: 4 named by a run's list")
+    assert f"{images / 'masks' / 'written.json'}" in line[0] and "yolo" not in line[0]
+
+
+def test_a_run_folder_whose_list_cannot_be_read_is_left_out_whole_and_said_so(tmp_path, capsys):
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    for rel in ("a.png", "masks/b.png", "masks/sub/c.png"):
+        _image(images / rel)
+    (images / "masks" / "written.json").write_text("{not json")
+    assert [p.relative_to(images).as_posix() for p in expand_inputs([images])] == ["a.png"]
+    err = capsys.readouterr().err
+    assert "2 in run folders whose list of the files written cannot be read" in err
+    assert f"{images / 'masks' / 'written.json'}" in err
+
+
+def test_an_all_skipped_run_into_a_new_folder_does_not_promise_earlier_files(checkpoint, tmp_path, capsys):
+    """Before: "pre-annotations: none written (no image was predicted): any earlier files in out stay as
+    they were" while the run removed the out/ it had made; a folder that was there keeps the clause."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "new" / "out"
+    assert _predict(checkpoint, out, broken, flags=("--export", "labelme")) == 1
+    err = capsys.readouterr().err
+    assert "pre-annotations: none written (no image was predicted)\n" in err
+    assert "earlier files" not in err and not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    assert _predict(checkpoint, tmp_path / "kept", broken, flags=("--export", "labelme")) == 1
+    assert f"none written (no image was predicted): any earlier files in {tmp_path / 'kept'} stay as they " \
+           "were" in capsys.readouterr().err
+
+
+def test_a_video_runs_results_are_not_counted_as_the_users_other_files(tmp_path):
+    """Before: clip.predictions.jsonl, a video run's results, was counted in "N file(s) that are not
+    images or videos" with the user's notes.txt. Now our own outputs are not: the video results (by their
+    summary or frame lines, not the name alone) and the files a run folder's list names, with the list."""
+    from maskrcnn.commands.predict import _OutputFolders, other_files
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    (images / "clip.predictions.jsonl").write_text('{"frame": 0, "time": 0.0, "detections": []}\n'
+                                                   '{"summary": {"status": "complete"}}\n')
+    (images / "cut.predictions.partial.jsonl").write_text('{"frame": 0, "time": 0.0, "detections": []}\n')
+    (images / "mine.predictions.jsonl").write_text("my own notes, named so\n")
+    (images / "notes.txt").write_text("x")
+    yolo = images / "yolo"
+    (yolo / "labels").mkdir(parents=True)
+    (yolo / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (yolo / "data.yaml").write_text("names: []\n")
+    (yolo / "README.txt").write_text("mine")
+    (yolo / "written.json").write_text('{"files": ["labels/a.txt", "data.yaml"]}')
+    found = other_files([str(images)], _OutputFolders(set()))
+    assert [f.relative_to(images).as_posix() for f in found] == ["mine.predictions.jsonl", "notes.txt",
+                                                                 "yolo/README.txt"]
+
+
+def test_a_parent_that_exists_but_takes_no_files_is_not_said_missing(tmp_path, monkeypatch):
+    """Before: --output /proc/x/out said "/proc: cannot write there (No such file or directory)" of a
+    folder that is there (procfs answers ENOENT to a new file)."""
+    import errno
+
+    from maskrcnn import io_utils
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = io_utils.create_temp_file
+
+    def refuse(folder, **kwargs):
+        if str(folder) == str(locked):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        return real(folder, **kwargs)
+
+    monkeypatch.setattr(io_utils, "create_temp_file", refuse)
+    with pytest.raises(ValueError) as e:
+        io_utils.check_output_dir(locked / "x" / "out")
+    assert str(e.value) == f"--output {locked / 'x' / 'out'}: cannot be made: {locked}: cannot write there " \
+                           "(its file system refuses new files there)"
+    with pytest.raises(ValueError, match="cannot write there \\(its file system refuses new files there\\)"):
+        io_utils.check_output_dir(locked)

@@ -63,7 +63,9 @@ first (``commands/quantize.py``); ``--calib-images`` without ``--int8`` is refus
 (``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large images tile by tile for their small
 objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the folders)
 are predicted frame by frame, with a JSONL of results and an overlay video each
-(``commands/predict_video.py``).
+(``commands/predict_video.py``). The pass over the images, its end-of-run writes and its closing lines
+are ``commands/predict_images.py``'s; this module lists the inputs, checks the output folder and loads
+the model.
 Overlays draw the detections scoring at least ``--overlay-score-thresh`` (0.5, as the demo and the serve
 page; predictions.json keeps every detection) on images enlarged to ``--overlay-min-size`` px (512; videos
 0) on their longer side (``overlay_defaults.py``).
@@ -81,7 +83,6 @@ import signal
 import sys
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -96,7 +97,6 @@ from maskrcnn.overlay_defaults import (
     OVERLAY_MIN_SIZE,
     OVERLAY_SCORE_THRESH,
     check_overlay_min_size,
-    overlay_min_size,
 )
 from maskrcnn.stop_signals import StoppedBySignal, signal_name
 
@@ -189,10 +189,12 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     error (a typo should not silently produce an empty result). A file reached twice (a folder and a file
     in it, nested folders) is predicted once. Inside a folder, files of a ``predict`` output folder (the
     ``output`` of this run, or a sub-folder holding ``predictions.json``) are left out, and so are the
-    overlays/ folder of one (the images folder itself when it is the output) and the folders a run writes
-    (``run_folder_names``: overlays/, masks/, cutouts/, ...) that hold a run's list of the files it wrote
-    (``written.json``; ``_OutputFolders.inside``): an output folder inside the images folder would
-    otherwise have its own overlays and cut-outs predicted, more each run. ``outputs``:
+    overlays/ folder of one (the images folder itself when it is the output) and, in the folders a run
+    writes (``run_folder_names``: overlays/, masks/, cutouts/, ...) that hold a run's list of the files it
+    wrote (``written.json``), the files that list names, not the user's images beside them
+    (``_OutputFolders.run_file``; one line, ``run_files_line``, says how many went and why): an output
+    folder inside the images folder would otherwise have its own overlays and cut-outs predicted, more
+    each run. ``outputs``:
     an ``_OutputFolders`` to share with later checks of the run (made from ``output`` when None).
 
     Paths found in the folders and not predicted are reported by ``on_left_out(path, reason)`` (by
@@ -240,8 +242,9 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
             key = f.resolve()
             if key in listed.get(spelled, ()):
                 continue
-            if top != key and outputs.inside(key.parent, top):
-                in_output[spelled] = key
+            why = outputs.run_file(key, top) if top != key else None
+            if why is not None:  # (why, the folder as the user spelled the input)
+                in_output[spelled] = key, (why[0], Path(given) / why[1].relative_to(top))
                 continue
             kept = seen.get(key)
             if kept is None:
@@ -265,11 +268,10 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
                 continue
             listed.setdefault(spelled, set()).add(key)
             files.append(f)
-    in_output = {p for p, resolved in in_output.items() if resolved not in listed.get(p, ())}  # not predicted
-    if in_output:
-        print(f"maskrcnn predict: left out {len(in_output)} image file(s) inside predict output folders "
-              "(in --output or a folder holding predictions.json, and a run's overlays/ and export folders "
-              "holding its list of the files it wrote, written.json)", file=sys.stderr)
+    line = run_files_line(why for p, (resolved, why) in in_output.items()
+                          if resolved not in listed.get(p, ()))  # those not predicted by another path
+    if line:
+        print(line, file=sys.stderr)
     return files
 
 
@@ -277,7 +279,9 @@ def other_files(inputs, outputs) -> list:
     """The files in the folders ``inputs`` (at any depth, symlinked folders not followed) that have
     neither an image nor a video extension, sorted: never predicted, so counted in one line
     (``other_files_line``) rather than left out without a word. Output folders of ``predict``
-    (``outputs``, an ``_OutputFolders``) are not looked in: their files are a run's own."""
+    (``outputs``, an ``_OutputFolders``) are not looked in, and the files a run folder's list names (its
+    YOLO labels, the list itself) and a video run's results (``_video_results``) are not counted: they are
+    a run's own, not the user's."""
     import os
 
     from maskrcnn.data.images import IMAGE_EXTENSIONS
@@ -295,7 +299,8 @@ def other_files(inputs, outputs) -> list:
                 subfolders[:] = []
                 continue
             found += [Path(folder) / n for n in names
-                      if Path(n).suffix.lower() not in known and (Path(folder) / n).is_file()]
+                      if Path(n).suffix.lower() not in known and (Path(folder) / n).is_file()
+                      and outputs.run_file(here / n, top) is None and not _video_results(Path(folder) / n)]
     return sorted(set(found))
 
 
@@ -408,47 +413,115 @@ def run_folder_names() -> frozenset:
 
 
 class _OutputFolders:
-    """Which folders lie in an output folder of ``predict``: one of ``outputs`` (resolved) or a folder
-    holding ``predictions.json`` or ``predictions.partial.jsonl``, as a whole; and a run's folders
-    (``inside``): overlays/ of an output folder, and any of them holding a run's list of the files it
-    wrote there (``written.json``: its predictions.json may have been deleted). Each
+    """Which files found in the input folders a ``predict`` run wrote (``run_file``): those in an output
+    folder (one of ``outputs``, resolved, or a folder holding ``predictions.json`` or
+    ``predictions.partial.jsonl``, as a whole, and its overlays/: runs before the lists listed none), and,
+    in a folder a run writes (``run_folder_names``: overlays/, masks/, cutouts/, labelme/, yolo/) holding a
+    run's list of the files it wrote there (``written.json``, or a killed run's ``written.partial.jsonl``;
+    its predictions.json may have been deleted), the files that list names and the list itself: the
+    user's own images beside them (YOLO's images/ beside its labels/, LabelMe's) are predicted. Each
     folder's answer is remembered, so that a folder of 10,000 images is looked at on disk once, not once
     per file. For one listing: files written meanwhile are not seen."""
 
     def __init__(self, outputs: set):
         self.outputs = set(outputs)
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
+        self._lists: dict = {}  # run folder -> the paths its lists name; None: a list there is unreadable
         self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
         # not by an overlays/written.json inside: a folder predicted into itself (`predict 2024 --output
         # 2024`, predictions.json deleted since) or a show-data output holds the user's own images beside
-        # it; ``inside`` leaves out that overlays/ folder by its list
+        # it; ``run_file`` leaves out that overlays/ folder's files by its list
         if folder not in self._is_output:
             self._is_output[folder] = folder in self.outputs or any(
                 (folder / name).is_file() for name in RESULT_FILES)
         return self._is_output[folder]
 
-    @staticmethod
-    def _listed(folder: Path) -> bool:
-        """Whether ``folder`` holds a run's list of the files it wrote there."""
-        return any((folder / name).is_file() for name in _WRITTEN_LISTS)
+    def _whole(self, folder: Path) -> bool:
+        """Whether ``folder`` is an output folder, or the overlays/ folder of one."""
+        return self.is_output(folder) or (folder.name == OVERLAYS_DIR and self.is_output(folder.parent))
+
+    def _run_list(self, folder: Path):
+        """The paths the lists of the run folder ``folder`` name (``written_files.listed_files``); None
+        when a list there cannot be read; False when ``folder`` is no run folder holding a list."""
+        if folder not in self._lists:
+            from maskrcnn.data.pre_annotations.written_files import listed_files
+
+            holds = folder.name in self._run_folders and any((folder / n).is_file() for n in _WRITTEN_LISTS)
+            self._lists[folder] = listed_files(folder) if holds else False
+        return self._lists[folder]
 
     def inside(self, folder: Path, top: Path) -> bool:
-        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, the overlays/
-        folder of one (``top`` itself may be an output: ``--output`` the images folder; overlays/ of runs
-        older than the lists has none), or one of the folders a run writes (overlays/, masks/, cutouts/,
-        labelme/, yolo/: ``run_folder_names``) that holds a run's list of the files it wrote there
-        (``written.json``, or a killed run's ``written.partial.jsonl``: a --no-overlays run's masks/). A
-        masks/ or labelme/ folder without a list is the user's (LabelMe keeps its images beside its JSON
-        files), also in the images folder: the listing is made before this run writes anything. Its
-        parents are walked up to ``top``, each looked at on disk once per run (``is_output``)."""
+        """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the overlays/
+        folder of one (``top`` itself may be an output: ``--output`` the images folder). Its parents are
+        walked up to ``top``, each looked at on disk once per run (``is_output``)."""
         while folder != top and top in folder.parents:
-            if self.is_output(folder) or (folder.name in self._run_folders and self._listed(folder)) or (
-                    folder.name == OVERLAYS_DIR and self.is_output(folder.parent)):
+            if self._whole(folder):
                 return True
             folder = folder.parent
         return False
+
+    def run_file(self, path: Path, top: Path) -> Optional[tuple]:
+        """Why the file ``path`` (resolved), found below ``top``, is a run's own, as ``(why, folder)``:
+        "output" (``folder`` an output folder or its overlays/, ``inside``), "listed" (``folder`` a run
+        folder whose list names it, relative to ``folder``, or the list itself), "unreadable" (``folder``
+        a run folder whose list cannot be read: which files are the run's cannot be told, so all are
+        taken, as before the lists named them); None: the user's. A masks/ or labelme/ folder without a
+        list is the user's, also in the images folder: the listing is made before this run writes."""
+        folder = path.parent
+        while folder != top and top in folder.parents:
+            if self._whole(folder):  # named by the output folder, not its overlays/
+                return "output", folder if self.is_output(folder) else folder.parent
+            listed = self._run_list(folder)
+            if listed is None:
+                return "unreadable", folder
+            if listed and (path.relative_to(folder).as_posix() in listed or (
+                    path.parent == folder and path.name in _WRITTEN_LISTS)):
+                return "listed", folder
+            folder = folder.parent
+        return None
+
+
+def run_files_line(left_out) -> Optional[str]:
+    """One line saying which image files of the input folders were left out as a run's own and why:
+    ``left_out``, ``(why, folder as shown)`` of each (``_OutputFolders.run_file``); None when none were."""
+    from maskrcnn.listing import short_listing
+
+    left_out = list(left_out)
+    if not left_out:
+        return None
+    by_why: dict = {}
+    for why, folder in left_out:
+        by_why.setdefault(why, []).append(folder)
+
+    def folders(why, tail=lambda f: f):
+        return short_listing(sorted({shown_path(tail(f)) for f in by_why[why]}), limit=3)
+
+    def list_file(folder):
+        return next((folder / n for n in _WRITTEN_LISTS if (folder / n).is_file()), folder / WRITTEN_FILE)
+
+    parts = []
+    if "output" in by_why:
+        parts.append(f"{len(by_why['output'])} in output folders (--output, a folder holding "
+                     f"predictions.json, or its overlays/: {folders('output')})")
+    if "listed" in by_why:
+        parts.append(f"{len(by_why['listed'])} named by a run's list of the files it wrote "
+                     f"({folders('listed', list_file)}; the other images there are yours and predicted)")
+    if "unreadable" in by_why:
+        parts.append(f"{len(by_why['unreadable'])} in run folders whose list of the files written cannot be "
+                     f"read ({folders('unreadable', list_file)}: all of the folder taken for the run's)")
+    return (f"maskrcnn predict: left out {len(left_out)} image file(s) inside predict output folders: "
+            + "; ".join(parts))
+
+
+def _video_results(path: Path) -> bool:
+    """Whether ``path`` is a video run's results file (``<stem>.predictions.jsonl`` or its
+    ``.predictions.partial.jsonl`` ending in its summary or a frame's line): ours, never the user's
+    other files; by what the run wrote, not the name alone."""
+    from maskrcnn.commands.predict_video import JSONL_SUFFIX, PARTIAL_SUFFIX, _summary_of
+
+    return path.name.endswith((JSONL_SUFFIX, PARTIAL_SUFFIX)) and _summary_of(path) is not None
 
 
 def _found_in_output(path: Path, inputs, output, outputs=None) -> bool:
@@ -777,39 +850,68 @@ def _refuse_expanded_calibration_pattern(args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskrcnn.commands.tile_args import tile_from_args
-    from maskrcnn.commands.tta_args import tta_from_args
-    from maskrcnn.config import parse_set_args
-    from maskrcnn.data.coco_results import detections_to_coco_results
-    from maskrcnn.data.images import (
-        IMAGE_EXTENSIONS,
-        ImageReadError,
-        image_size,
-        reason_counts,
-        skip_reason,
-        too_large_line,
+    export_formats, out_dir = _check_arguments(args)
+    outputs = _OutputFolders({Path(args.output).resolve()})  # one look per folder for images and videos
+    files, videos, left_out, others = _list_inputs(args, outputs)
+    if not files and not videos:
+        print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
+        return 1
+    check_run_folder(out_dir, images=bool(files), overlays=bool(files) and not args.no_overlays)
+    _note_video_options_without_videos(args, videos)
+    predictor = _load_predictor(args)
+    print(
+        f"loaded {args.weights} ({predictor.cfg.model.backbone}, {_classes(len(predictor.class_names) - 1)}) "
+        f"on {predictor.device}{'' if predictor.precision == 'float32' else ', ' + predictor.precision}; "
+        f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
+        file=sys.stderr,
     )
-    from maskrcnn.data.pre_annotations.export import (
-        PIXEL_FORMATS,
-        check_export_arguments,
-        check_export_locations,
-        export_for_run,
-    )
-    from maskrcnn.engine.inference import predict_files_skipping
+    made = _folders_to_make(out_dir)  # removed again if they stay empty (no image read, no video)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
+    if "yolo" in export_formats and files:  # before the videos too: refused after them, their time is lost
+        from maskrcnn.data.pre_annotations.instances import categories_of
+        from maskrcnn.data.pre_annotations.to_yolo import check_yolo_names
+
+        check_yolo_names(categories_of(predictor.class_names, predictor.label_to_category_id))
+    video_rc = _predict_videos_stoppable(predictor, videos, out_dir, args, images=len(files)) if videos else 0
+    if not files:
+        return video_rc
+    from maskrcnn.commands.predict_images import ImagePass, summary
+
+    # made by this run (``made`` not empty): no earlier file can be there, and no line promises one stays
+    images = ImagePass(args=args, predictor=predictor, files=files, out_dir=out_dir,
+                       export_formats=export_formats, made=made, new_folder=bool(made))
+    t_start = time.perf_counter()
+    images.predict()
+    images.end_of_run_signal()
+    return summary(images, seconds=time.perf_counter() - t_start, left_out=len(left_out) + len(others),
+                   counted=bool(others), video_rc=video_rc)
+
+
+def _check_arguments(args) -> tuple:
+    """The options checked before anything is listed or loaded: the thresholds, the overlay size, the
+    exports and ``--output`` (``io_utils.check_output_dir``; the exports' places, up front: one format
+    failing at the end loses the rest), the video options. Returns (export formats, output folder)."""
+    from maskrcnn.commands import predict_video
+    from maskrcnn.data.pre_annotations.export import check_export_arguments, check_export_locations
     from maskrcnn.io_utils import check_output_dir
-    from maskrcnn.overlay_paths import same_name_beside
-    from maskrcnn.predictor import Predictor
 
     _check_score_thresh(args.score_thresh)
     _check_score_thresh(args.overlay_score_thresh, "--overlay-score-thresh")
     check_overlay_min_size(args.overlay_min_size)
     export_formats = check_export_arguments(args)
     out_dir = check_output_dir(args.output)
-    check_export_locations(out_dir, export_formats)  # up front: one format failing at the end loses the rest
+    check_export_locations(out_dir, export_formats)
+    predict_video.check_video_arguments(args)
+    return export_formats, out_dir
+
+
+def _list_inputs(args, outputs) -> tuple:
+    """(image files, videos, paths left out by name, other files counted) of ``args.inputs``: the images
+    (``expand_inputs``) and videos found, each path not predicted said once (a symlink to a file listed
+    already, a broken link, a folder with nothing to predict), the files that are neither images nor
+    videos counted in one line, and a predict output's videos (overlays) left out."""
     from maskrcnn.commands import predict_video
 
-    predict_video.check_video_arguments(args)
-    outputs = _OutputFolders({Path(args.output).resolve()})  # one look per folder for images and videos
     left_out = []  # found in the folders, not predicted (a symlink to a file listed already, a broken link)
 
     def leave_out(path, reason):
@@ -828,15 +930,31 @@ def run(args: argparse.Namespace) -> int:
     if others:  # notes.txt beside the photos: counted, as README says what predict does not predict is
         print(other_files_line(others), file=sys.stderr)
     videos = [v for v in videos if not _found_in_output(v, args.inputs, args.output, outputs)]  # overlays
-    if not files and not videos:
-        print("maskrcnn predict: no image or video files found in the inputs", file=sys.stderr)
-        return 1
-    check_run_folder(out_dir, images=bool(files), overlays=bool(files) and not args.no_overlays)
+    return files, videos, left_out, others
+
+
+def _note_video_options_without_videos(args, videos) -> None:
+    from maskrcnn.commands import predict_video
+
     video_options = predict_video.video_options_given(args)  # --every, --start, ... given
     if video_options and not videos:
         print(f"maskrcnn predict: note: {', '.join(video_options)} "
               f"{'applies' if len(video_options) == 1 else 'apply'} to videos only, and no video is among "
               "the inputs: ignored", file=sys.stderr)
+
+
+def _load_predictor(args):
+    """The ``Predictor`` of ``--weights`` with the run's options (INT8, tiles, TTA, ``--set``), the
+    calibration refusals said before it loads, its notes (options that do not apply, a fixed threshold)
+    after."""
+    from maskrcnn.commands.int8_engine import use_file_engine
+    from maskrcnn.commands.quantize import refuse_calibration_without_int8
+    from maskrcnn.commands.tile_args import tile_from_args
+    from maskrcnn.commands.tta_args import tta_from_args
+    from maskrcnn.commands.weights_args import config_kwargs
+    from maskrcnn.config import parse_set_args
+    from maskrcnn.predictor import FixedThresholdWarning, Predictor
+
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     options = dict(
@@ -845,18 +963,12 @@ def run(args: argparse.Namespace) -> int:
         winograd=False if args.no_winograd else None,
         dtype=None if args.dtype == "float32" else args.dtype,
     )
-    from maskrcnn.commands.quantize import refuse_calibration_without_int8
-
     refuse_calibration_without_int8(args)  # a forgotten --int8 would run float32 without a word
     _refuse_expanded_calibration_pattern(args)
     if args.int8:
         from maskrcnn.commands.quantize import int8_predictor_kwargs
 
         options = int8_predictor_kwargs(args)
-    from maskrcnn.commands.int8_engine import use_file_engine
-    from maskrcnn.commands.weights_args import config_kwargs, print_weights_notes
-    from maskrcnn.predictor import FixedThresholdWarning
-
     use_file_engine(args.weights, "predict")  # an INT8 file runs under the engine it was calibrated under
     with warnings.catch_warnings():  # its note is printed below, once, with the others
         warnings.simplefilter("ignore", FixedThresholdWarning)
@@ -871,8 +983,16 @@ def run(args: argparse.Namespace) -> int:
             **config_kwargs(args),
             **options,
         )
+    _print_predictor_notes(predictor, args)
+    return predictor
+
+
+def _print_predictor_notes(predictor, args) -> None:
+    """After the model loaded: the INT8 refusal, the tile warnings, the weights' notes, the options an
+    ONNX or INT8 file does not take, the INT8 arguments applied, a threshold the file fixes."""
     from maskrcnn.commands.quantize import refuse_int8_without_calibration
     from maskrcnn.commands.tile_args import warn_tile_options
+    from maskrcnn.commands.weights_args import print_weights_notes
 
     refuse_int8_without_calibration(predictor, args)  # the run is off: before any warning about tiles
     warn_tile_options(predictor.tile)
@@ -898,251 +1018,6 @@ def run(args: argparse.Namespace) -> int:
     low = predictor.fixed_threshold_note(args.score_thresh)
     if low:
         print(low, file=sys.stderr)
-    print(
-        f"loaded {args.weights} ({predictor.cfg.model.backbone}, {_classes(len(predictor.class_names) - 1)}) "
-        f"on {predictor.device}{'' if predictor.precision == 'float32' else ', ' + predictor.precision}; "
-        f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
-        file=sys.stderr,
-    )
-    made = _folders_to_make(out_dir)  # removed again if they stay empty (no image read, no video)
-    out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
-    if "yolo" in export_formats and files:  # before the videos too: refused after them, their time is lost
-        from maskrcnn.data.pre_annotations.instances import categories_of
-        from maskrcnn.data.pre_annotations.to_yolo import check_yolo_names
-
-        check_yolo_names(categories_of(predictor.class_names, predictor.label_to_category_id))
-    video_rc = _predict_videos_stoppable(predictor, videos, out_dir, args, images=len(files)) if videos else 0
-    if not files:
-        return video_rc
-    overlay_dir = out_dir / "overlays"
-    if not args.no_overlays:
-        made = _folders_to_make(overlay_dir) + made
-        overlay_dir.mkdir(exist_ok=True)
-
-    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
-
-    # the overlays each run writes, listed in overlays/written.json (as show-data and the mask exports do):
-    # an image without detections has no record in predictions.json to name its overlay, so the earlier
-    # run's overlay of such an image was left behind, looking like this run's
-    overlay_list = WrittenFiles(folder=overlay_dir, label="overlays", prefix="maskrcnn predict")
-    earlier_results, earlier_overlays, earlier_stems, earlier_paths = _earlier_run(
-        out_dir, listed=overlay_list.earlier)
-    if earlier_results or earlier_overlays:
-        what = ", ".join(([earlier_results] if earlier_results else []) + [f"{earlier_overlays} overlay(s)"])
-        kept = "; --no-overlays: its overlays stay" if args.no_overlays and earlier_overlays else ""
-        print(f"maskrcnn predict: note: {out_dir} holds an earlier run's results ({what}): this run's "
-              f"replace them once its first image is done (stopped before that, they stay as they are){kept}",
-              file=sys.stderr)
-    writer = _ResultsWriter(out_dir)
-    # images of the same name beside the run's (x.png by x.jpg, not predicted): the overlays and the mask
-    # files name theirs by the same rule; one listing of their folders serves both
-    beside = [] if args.no_overlays and not any(f in PIXEL_FORMATS for f in export_formats) else \
-        same_name_beside(files, IMAGE_EXTENSIONS)
-    export = export_for_run(args, export_formats, files, predictor, out_dir, beside=beside)  # None: no export
-    skipped, n_done, used_names = [], 0, set()  # used_names: overlay paths written, relative to overlays/
-    # overlays/ mirrors the images' folders below the images folder, as the exports do
-    root = export.root if export is not None else _overlay_root(args.inputs, files)
-    overlay_names = {} if args.no_overlays else _overlay_names(files, root, beside)
-    t_start = time.perf_counter()
-    width = len(str(len(files)))
-
-    reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
-    tiny = []  # "name WxH" of the images predicted that are under TINY_IMAGE_PX on their shorter side
-    large_said = []  # non-empty once an image's memory was warned about (large_image_note)
-
-    def warn_large(paths):  # before the images are decoded: from their headers, once per run
-        if large_said:
-            return
-        for path in paths:
-            try:
-                H, W = image_size(path)
-            except (ImageReadError, OSError):
-                continue  # said when it is read
-            note = large_image_note(path, H, W, predictor.cfg.input.max_size_test)
-            if note:  # once per run: the next such image costs the same
-                large_said.append(True)
-                print(f"warning: {note}", file=sys.stderr)
-                return
-
-    def skip(index, path, error):
-        skipped.append(path)
-        reasons[skip_reason(error)] += 1
-        text = str(error)
-        text = text if text.startswith(str(path)) else f"{path}: {text}"  # read errors name the file already
-        text = text.replace(str(path), shown_path(path), 1)
-        print(f"[{index + 1:>{width}}/{len(files)}] skipped {text}", file=sys.stderr)
-
-    t0 = time.perf_counter()
-    stopped = None  # the exception that ended the loop, if any
-    term = []  # the stop signal got (SIGTERM): the images in hand are finished, then the run stops
-    writing = []  # non-empty once the results and exports are being written: a signal is only recorded then
-
-    def on_term(signum, frame):
-        if writing:  # raising now would cut the exports short that the first signal's line promised
-            if not term:
-                term.append(signum)
-                os.write(2, f"\n{signal_name(signum)}: the results and exports are being written, then "
-                            "predict stops\n".encode())
-            return
-        if term:  # a second one while predicting: at once, the images being predicted dropped
-            raise StoppedBySignal("stopped at once by a second signal", signum)
-        term.append(signum)
-        # os.write, not print: a handler that prints while the loop prints can hit a reentrant write
-        os.write(2, f"\n{signal_name(signum)}: the images being predicted are finished, the results and "
-                    "exports of the images done are written, then predict stops\n".encode())
-
-    # SIGTERM (timeout, docker stop, a scheduler) as Ctrl-C, the way train handles it (stop_signals)
-    with stop_signals.handling((signal.SIGTERM,), on_term):  # restored once the results are written
-        try:
-            for window in predict_files_skipping(predictor, files, on_error=skip, before=warn_large):
-                per_image = (time.perf_counter() - t0) / len(window)
-                for idx, image, det in window:
-                    path = files[idx]
-                    extra = {"file_name": str(path)}
-                    if not args.no_overlays:
-                        overlay_name = overlay_names[idx]
-                        used_names.add(overlay_name)
-                        extra["overlay"] = f"overlays/{overlay_name}"  # relative to --output
-                    mask_file = export.mask_file(path) if export is not None else None
-                    if mask_file is not None:  # which mask image is this image's, named as its overlay is
-                        extra["mask"] = mask_file
-                    writer.add(
-                        detections_to_coco_results(
-                            det,
-                            image_id=idx + 1,
-                            label_to_category_id=predictor.label_to_category_id,
-                            class_names=predictor.class_names,
-                            extra=extra,
-                            keypoint_labels=predictor.keypoint_labels,
-                        )
-                    )
-                    if not args.no_overlays:
-                        import io
-
-                        from maskrcnn.io_utils import atomic_write_bytes
-                        from maskrcnn.visualize import draw_instances, skeleton_for
-
-                        overlay = draw_instances(
-                            image, det, predictor.class_names, min_size=overlay_min_size(args, video=False),
-                            score_thresh=args.overlay_score_thresh, skeleton=skeleton_for(predictor.cfg),
-                            max_size=OVERLAY_DRAW_MAX,
-                        )
-                        target = overlay_dir / overlay_name
-                        overlay_list.add([overlay_name])  # listed before it is written: a kill loses none
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        png = io.BytesIO()
-                        overlay.save(png, "PNG")
-                        atomic_write_bytes(target, png.getvalue())  # a link there is replaced, not followed
-                    n_done += 1
-                    H, W = image.shape[-2:]
-                    if min(H, W) < TINY_IMAGE_PX:
-                        tiny.append(f"{_overlay_file_name(path, root)} {W}x{H}")
-                    if export is not None:
-                        export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
-                    print(
-                        f"[{idx + 1:>{width}}/{len(files)}] {shown_path(path)} ({W}x{H}): "
-                        f"{det['boxes'].shape[0]} detections in {per_image:.2f} s",
-                        file=sys.stderr,
-                    )
-                if term:  # the whole window is done (none of its images lost): the run stops, as after Ctrl-C
-                    raise StoppedBySignal("", term[0])
-                t0 = time.perf_counter()
-        except KeyboardInterrupt as e:
-            writing.append(True)  # from here a signal is only recorded
-            # Ctrl-C, or a stop signal (stop_signals.StoppedBySignal: the command exits 128 + its number)
-            signum = getattr(e, "signum", None)
-
-            def stop(message):
-                return KeyboardInterrupt(message) if signum is None else StoppedBySignal(message, signum)
-
-            stopped = e
-            if n_done == 0:
-                kept = f"; the earlier run's results in {out_dir} are as they were" if earlier_results or \
-                    earlier_overlays else ""
-                if export is not None:  # an empty file would replace an earlier run's good one
-                    kept += (f"; no pre-annotation file written ({', '.join(export.formats)}): any "
-                             "earlier ones stay as they were")
-                raise stop(f"after 0 of {len(files)} images; nothing written{kept}") from None
-            overlays = "" if args.no_overlays else f" and {n_done} overlay(s) in {overlay_dir}/"
-            raise stop(f"after {n_done} of {len(files)} images; wrote their {len(writer.results)} "
-                       f"detection(s) to {writer.final}{overlays}") from None
-        except BaseException as e:
-            stopped = e
-            raise
-        finally:  # an interrupt or an error still leaves the results of the images done so far
-            writing.append(True)  # (set in the except above too: its stop line is not to be cut either)
-            try:
-                if n_done > 0:
-                    # this run's files replace the earlier run's: predictions.json and overlays/ of the same
-                    # images; a run that read none of its images (all skipped) leaves them as they were: an
-                    # empty predictions.json would replace good results with nothing
-                    writer.finish()
-                    # --no-overlays: the earlier ones stay
-                    removed = 0 if args.no_overlays else _remove_earlier_overlays(
-                        out_dir, earlier_stems, earlier_paths, used_names)
-                    # those of the earlier runs' list (with 0 detections too) not drawn now
-                    if not args.no_overlays:
-                        removed += overlay_list.finish(replace=True)
-                    if removed:
-                        print(f"removed {removed} overlay(s) of the earlier run's images not in this run "
-                              f"from {overlay_dir}/", file=sys.stderr)
-            finally:  # the exports are written also when the results or the overlay list were not
-                if export is not None:
-                    note = export.left_out_note()
-                    if note:
-                        print(note, file=sys.stderr)
-                    # no image predicted (stopped before the first, or every one skipped): the earlier run's
-                    # export files stay, as its other files do (empty ones would replace good ones)
-                    wrote = export.finish(replace=n_done > 0, partial=stopped is not None)
-                    if wrote:
-                        print(f"pre-annotations: wrote {', '.join(str(p) for p in wrote)} (image paths "
-                              f"relative to {export.root})", file=sys.stderr)
-                        for line in export.read_back_lines():
-                            print(line, file=sys.stderr)
-                    elif not isinstance(stopped, KeyboardInterrupt):  # Ctrl-C's stop line says it already
-                        why = "stopped before the first image" if stopped is not None else \
-                            "no image was predicted"
-                        print(f"pre-annotations: none written ({why}): any earlier files "
-                              f"in {out_dir} stay as they were", file=sys.stderr)
-                if n_done == 0:  # nothing written: the folders this run made go again, empty
-                    _remove_empty_folders(made)
-    if term:  # came while the results were written (all of them were): the run did not end on its own
-        raise StoppedBySignal(f"after {n_done} of {len(files)} images, while their results and exports were "
-                              f"written (all of them were, to {out_dir})", term[0])
-    results = writer.results
-    total = time.perf_counter() - t_start
-    too_large = too_large_line(reasons)  # good files over the pixel limit: the one skip a setting undoes
-    if too_large:
-        print(too_large, file=sys.stderr)
-    listing = reason_counts(reasons)
-    if n_done == 0:  # every image skipped: nothing is done, and the earlier run's files were not touched
-        kept = f"; {out_dir} is as it was" if (earlier_results or earlier_overlays) else \
-            "; no predictions.json written"
-        print(f"maskrcnn predict: none of the {len(files)} input image(s) could be predicted: {len(skipped)} "
-              f"skipped ({listing}){kept}",
-              file=sys.stderr)
-        return 1
-    if tiny:
-        from maskrcnn.listing import short_listing
-
-        print(f"warning: {len(tiny)} image(s) under {TINY_IMAGE_PX} px on their shorter side "
-              f"({short_listing(tiny, limit=3)}): enlarged for the model (to "
-              f"{predictor.cfg.input.min_size_test} px), so their detections are unreliable (objects "
-              "found in a few blown-up pixels)", file=sys.stderr)
-    # with skips, "N of M": "2 image(s), ..., 2 skipped" read at a glance as every image done
-    done = f"{n_done} of {len(files)} image(s) predicted" if skipped else f"{n_done} image(s)"
-    print(
-        f"done: {done}, {len(results)} detections, {len(skipped)} skipped"
-        + (f" ({listing}), " if listing else ", ")
-        # every file said to be left out: the ones named and those counted by extension (notes.txt)
-        + (f"{len(left_out) + len(others)} left out (named {'or counted ' if others else ''}above), "
-           if left_out or others else "")
-        + f"{total:.1f} s "
-        f"({total / max(n_done, 1):.2f} s/image); wrote {out_dir / 'predictions.json'}"
-        + ("" if args.no_overlays else f" and {overlay_dir}/"),
-        file=sys.stderr,
-    )
-    return max(video_rc, 0 if n_done > 0 or not skipped else 1)
 
 
 def _predict_videos_stoppable(predictor, videos, out_dir: Path, args, *, images: int) -> int:

@@ -243,11 +243,30 @@ def _as_written(path: Path, rel: str, hashes: dict, stamps: dict, also: Set[str]
     return rel in also
 
 
+def listed_files(folder: Path) -> Optional[Set[str]]:
+    """The paths ``folder``'s lists name (``written.json`` and a killed run's ``written.partial.jsonl``),
+    relative to it, said nowhere; None when a list there cannot be read (``read_written`` says why):
+    ``predict`` then takes the whole folder for a run's, as it cannot tell which of its files are."""
+    found, problems, _, _ = _parse_lists(folder / WRITTEN_FILE, folder / WRITTEN_PARTIAL)
+    return None if problems else found
+
+
 def _read_lists(final: Path, partial: Path, *, label: str, prefix: str) -> tuple:
     """``read_written``'s paths, whether the lists there (if any) could be read, {path: the hashes
     recorded for it}, and {path listed without a hash: the time (ns) of the newest list naming it}. A list
     of the wrong shape (a hash entry that is not hex text, a line neither a list of paths nor {path:
     hash}) cannot be read: nothing earlier is taken then."""
+    found, problems, hashes, unhashed = _parse_lists(final, partial)
+    if problems:
+        print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed or written "
+              f"over (those listed in {final.name} and {partial.name} alike)", file=sys.stderr)
+        return set(), False, {}, {}
+    return found, True, hashes, unhashed
+
+
+def _parse_lists(final: Path, partial: Path) -> tuple:
+    """(paths, problems, hashes, unhashed) of the two lists, as ``_read_lists`` takes them; ``problems``:
+    one text each, naming the file, for a list that cannot be read."""
     found: Set[str] = set()
     hashes: Dict[str, Set[str]] = {}
     unhashed: Dict[str, int] = {}
@@ -299,13 +318,9 @@ def _read_lists(final: Path, partial: Path, *, label: str, prefix: str) -> tuple
                 problems.append(f"{partial}: line {number} is neither a list of paths nor {{path: SHA-256 "
                                 "hex}")
                 break
-    if problems:
-        print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed or written "
-              f"over (those listed in {final.name} and {partial.name} alike)", file=sys.stderr)
-        return set(), False, {}, {}
     for p in hashes:  # a hash proves the content; a time only that nothing changed it since
         unhashed.pop(p, None)
-    return found, True, hashes, unhashed
+    return found, problems, hashes, unhashed
 
 
 def _remove_listed(folder: Path, paths: Iterable[str], *, keep: Set[str], hashes: Optional[dict] = None,
