@@ -449,13 +449,14 @@ def _result_problems(r: dict, iou_types: Sequence[str], coco_gt) -> dict:
 
 
 def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: str, *,
-                      optional: Sequence[str] = (), by_type: bool = False):
+                      optional: Sequence[str] = (), by_type: bool = False, image_ids: str = "auto"):
     """The results pycocotools can score. Missing fields, unknown images or categories (a results file
     for another dataset) raise ValueError; a record with a bad value (a NaN box, a string score, a
     garbage RLE) is left out, and the left-out records are counted in a warning naming the file, the
     record and the field: never a crash in pycocotools, never a silent miss. ``optional``: fields some
     records may lack (``results_file.partial_fields``). ``by_type``: {IoU type: the records scored for
-    it} (a record with a bad mask still counts in bbox AP); else the records good for every type."""
+    it} (a record with a bad mask still counts in bbox AP); else the records good for every type.
+    ``image_ids``: how ``match_image_ids`` read the ids ("id" tried no file names: said so)."""
     if not isinstance(results, list):
         raise ValueError(f"{source}: COCO results are a JSON list, got {type(results).__name__}")
     results = [_with_ids(r, "image_id", "category_id") for r in results]  # 1.0 read as 1, as the GT's
@@ -496,15 +497,23 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         )
     bad_images = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if bad_images:
-        # file names of its images among them are not wrong (match_image_ids matches names only when every
-        # value is one): naming them too said "a.jpg is not a file name of its images" of one that is
+        # file names of its images among them are not wrong (match_image_ids matches names only when they
+        # outnumber the ids): naming them too said "a.jpg is not a file name of its images" of one that is
         name_keys = image_name_keys(coco_gt)
+        if image_ids == "id":  # only ids were tried: "neither as ids nor as file names" said what was not
+            names = sorted((i for i in bad_images if i in name_keys), key=_order)
+            are = "is a file name" if len(names) == 1 else "are file names"
+            raise ValueError(f"{source}: image ids {_listing(bad_images)} are not ids of the ground truth's "
+                             f"images (read as ids only: --results-image-ids id)"
+                             + (f"; {_listing(names)} {are} of its images: --results-image-ids file-name (or "
+                                f"auto) matches them by name" if names else "")
+                             + _string_ids_hint(bad_images, coco_gt.getImgIds(), "image_id"))
         unmatched = {i for i in bad_images if i not in name_keys} or bad_images
         names = len(bad_images) - len(unmatched)
         raise ValueError(f"{source}: image ids {_listing(unmatched)} are not in the ground truth (neither "
                          f"as ids nor as file names of its images)" +
                          (f"; {names} other value(s) are file names of its images: matched by file name "
-                          f"only when every image_id is one" if names else "")
+                          f"only when more values are file names than ids" if names else "")
                          + _string_ids_hint(unmatched, coco_gt.getImgIds(), "image_id"))
     kept = {t: [] for t in iou_types}
     problems, every = [], []
@@ -909,7 +918,8 @@ def evaluate_results_file(
         results = match_image_ids(results, coco_gt, source, read_as=image_ids)
         results = wrap_flat_polygons(results, source)  # as the ground truth's reader does (VIA 3, by hand)
         partial = partial_fields(results, types, source, coco_gt=coco_gt)  # on the ground truth's ids
-        by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True)
+        by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True,
+                                    image_ids=image_ids)
         main = by_type[types[0]]  # every record of the file but bad ones (types[0] has no partial field)
         if not category_offset and not category_map:
             zero_based_suspicion(main, coco_gt, source)
