@@ -231,17 +231,29 @@ def _other_count(kp, names) -> int:
     return len(kp) if len(kp) != 3 * len(names) else 0
 
 
-def _other_count_note(source: str, other: list) -> str:
+def _names_per_category(counts: dict, category_names: dict) -> str:
+    """``counts`` ({category id: its number of keypoint names}) of two or more numbers in words: "'a'
+    names 3, 'b' names 2" (the category's name, else its id), in category id order."""
+    return ", ".join(f"{category_names.get(c, c)!r} names {n}" for c, n in sorted(counts.items(), key=str))
+
+
+def _other_count_note(source: str, other: list, category_names: dict) -> str:
     """One line for the annotations whose keypoints were of another count: ``other`` holds (the file's
-    annotation id, the list's length, its category's number of names) per annotation, in the file's
-    order; worded as training's note (``CocoDataset``)."""
-    counts = Counter(length for _, length, _ in other)
+    annotation id, the list's length, its category's number of names, its category id) per annotation,
+    in the file's order; worded as training's note (``CocoDataset``). Categories naming other counts
+    are each said with theirs (the first one's count was said of them all)."""
+    counts = Counter(length for _, length, _, _ in other)
     held = other_counts_words(counts)
-    n, first, names = len(other), other[0][0], other[0][2]
+    n, first = len(other), other[0][0]
+    names = {category: size for _, _, size, category in other}
     what = f"{n} annotations (the first id {first!r}) hold" if n > 1 else f"1 annotation (id {first!r}) holds"
     kept = ("their boxes and masks are scored, their keypoints read as unlabelled" if n > 1
             else "its box and mask are scored, its keypoints read as unlabelled")
-    return (f"{source}: {what} {held}, not the {names} the categories name: {kept}, as training reads "
+    if len(set(names.values())) == 1:
+        expected = f"not the {next(iter(names.values()))} the categories name"
+    else:
+        expected = f"not their category's count ({_names_per_category(names, category_names)})"
+    return (f"{source}: {what} {held}, {expected}: {kept}, as training reads "
             f"them (for keypoint AP people without a labelled keypoint, num_keypoints 0: COCOeval ignores "
             f"them)")
 
@@ -345,7 +357,7 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
         names = cat_ids[ann["category_id"]]
         length = _other_count(ann.get("keypoints"), names)
         if length:  # another count: a person without labelled keypoints (below), said once
-            other.append((anns[index].get("id"), length, len(names)))
+            other.append((anns[index].get("id"), length, len(names), ann["category_id"]))
             ann["keypoints"], ann["_other_count"] = None, length
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
@@ -364,7 +376,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
     if other:
-        warnings.warn(_other_count_note(source, other), stacklevel=3)
+        category_names = {c["id"]: c["name"] for c in data["categories"] if c.get("name") is not None}
+        warnings.warn(_other_count_note(source, other, category_names), stacklevel=3)
     if odd:
         warnings.warn(odd_visibility_note(source, odd), stacklevel=3)
     if far:
@@ -713,11 +726,16 @@ def _no_labelled_keypoints(coco_gt, img_ids: Optional[list], gt_source: str) -> 
                 f"which keypoint AP does not score)")
     other = [a for a in objects if a.get("_other_count")]
     if other:  # the file's keypoints are all of another set: say that, not only "none labelled"
-        names = len(coco_gt.cats[other[0]["category_id"]]["keypoints"])
+        names = {a["category_id"]: len(coco_gt.cats[a["category_id"]]["keypoints"]) for a in other}
         share = f"all {len(other)}" if len(other) == len(objects) else f"{len(other)} of the {len(objects)}"
+        if len(set(names.values())) == 1:
+            than = f"the categories' {next(iter(names.values()))} names"
+        else:  # each against its own category's (the first one's count was said of them all)
+            category_names = {c: coco_gt.cats[c].get("name", c) for c in names}
+            than = f"their category's ({_names_per_category(names, category_names)})"
         return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
                 f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores; {share} hold keypoints "
-                f"of another count than the categories' {names} names, read as unlabelled)")
+                f"of another count than {than}, read as unlabelled)")
     return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
             f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores)")
 
