@@ -278,7 +278,7 @@ def match_image_ids(results: list, coco_gt, source: str, *, read_as: str = "auto
     (``_id_reading``: "7" as 7 too) and as the file name, base name or stem of one of them, and the
     reading under which every value names an image is taken: said in one line when it is the file
     names, or when both are complete and name other images (then the one under which more detections
-    overlap an object of their class on their image, ``_agreement``, at least twice as many; else
+    overlap an object (of any class) on their image, ``_agreement``, more than twice as many; else
     refused as ambiguous, naming the option). When neither is complete, values of both kinds are
     refused as mixed, a majority of file names is read so and the rest refused by name, and anything
     else is left for validation to refuse (naming the unknown ids). "id": every ``image_id`` is the
@@ -342,7 +342,7 @@ def _id_reading(values: set, known: set) -> dict:
     for v in values:
         if v in known:
             out[v] = v
-        elif isinstance(v, str) and v.strip().lstrip("-").isdecimal() and int(v) in numbers:  # ("²": no int)
+        elif isinstance(v, str) and v.isascii() and v.strip().lstrip("-").isdecimal() and int(v) in numbers:
             out[v] = int(v)
         elif isinstance(v, int) and str(v) in known:
             out[v] = str(v)
@@ -388,7 +388,7 @@ def _read_as_names(results: list, as_name: dict) -> list:
 def _choose(results: list, as_id: dict, as_name: dict, coco_gt, source: str, differ: list) -> str:
     """"id" or "file-name" for values that are all ids of the ground truth's images and all file names
     of one each, ``differ`` of them of another image: the reading under which more than twice as many
-    detections overlap an object of their class (``_agreement``), said in one line; a ValueError naming
+    detections overlap an object of their image (``_agreement``), said in one line; a ValueError naming
     the option when the detections do not tell (a wrong reading scores each detection against another
     image's objects: AP near 0 without an error)."""
     moved = set(differ)
@@ -399,7 +399,7 @@ def _choose(results: list, as_id: dict, as_name: dict, coco_gt, source: str, dif
             f"({len(differ)} differ; e.g. {example!r} is image id {as_id[example]!r} and the file of image "
             f"id {as_name[example]!r})")
     counted = (f"{by_id} of the {_records_of(results, moved)} detections on the images they differ on "
-               f"overlap an object of their class (IoU >= 0.5) read as ids, {by_name} read as file names")
+               f"overlap an object there (box IoU >= 0.5) read as ids, {by_name} read as file names")
     if by_id > 2 * by_name or by_name > 2 * by_id:
         chosen, other = ("id", "file-name") if by_id > by_name else ("file-name", "id")
         _note(f"{source}: {both}: read as {'ids' if chosen == 'id' else 'file names'}, as the detections "
@@ -416,19 +416,18 @@ def _records_of(results: list, values: set) -> int:
 
 def _agreement(results: list, reading: dict, values: set, coco_gt) -> int:
     """How many of the results whose image_id is among ``values`` have a box that overlaps (IoU >= 0.5)
-    a ground-truth object of their category on the image ``reading`` maps the image_id to: a model's
-    detections fit their own image's objects, not another's."""
+    a ground-truth object on the image ``reading`` maps the image_id to: a model's detections fit their
+    own image's objects, not another's. Of any class: category ids still 0-based (Ultralytics') are
+    refused later, by name, and must not hide which image is which."""
     objects = {}
     for a in coco_gt.dataset.get("annotations", []):
         if not a.get("iscrowd") and _box(a.get("bbox")) is not None:
-            objects.setdefault((a["image_id"], a["category_id"]), []).append(_box(a["bbox"]))
+            objects.setdefault(a["image_id"], []).append(_box(a["bbox"]))
     groups = {}
     for r in results:
-        if not isinstance(r, dict) or r.get("image_id") not in values:
-            continue
-        box, category = _box(r.get("bbox")), r.get("category_id")
-        if box is not None and isinstance(category, (int, str)):
-            groups.setdefault((reading[r["image_id"]], category), []).append(box)
+        box = _box(r.get("bbox")) if isinstance(r, dict) and r.get("image_id") in values else None
+        if box is not None:
+            groups.setdefault(reading[r["image_id"]], []).append(box)
     hits = 0
     for key, boxes in groups.items():
         if key in objects:
