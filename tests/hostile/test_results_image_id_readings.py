@@ -138,3 +138,19 @@ def test_our_writers_records_score_without_a_note(tmp_path):
         records += detections_to_coco_results(det, image_id=str(a["image_id"]))
     ap, notes = _score(path, _write(tmp_path / "r.json", records))
     assert ap == pytest.approx(100.0) and "image_id" not in notes
+
+
+def test_zero_based_categories_do_not_hide_which_image_is_which(cli, tmp_path):
+    # Ultralytics' stems and its 0-based class indices together: the boxes still tell the images apart,
+    # and the categories are then refused with their own hint (one line on the command line)
+    gt, data = _swapped_names(tmp_path)
+    stem = {1: 2, 2: 1}
+    res = _write(tmp_path / "predictions.json", [dict(r, image_id=stem[r["image_id"]],
+                                                      category_id=r["category_id"] - 1)
+                                                 for r in gt_as_results(data)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc, text = cli("eval", "--results", res, "--json", gt)
+        assert rc == 1 and "pass --category-offset 1" in text and len(text.strip().splitlines()) == 1
+        ap, notes = _score(gt, res, category_offset=1)
+    assert ap == pytest.approx(100.0) and "read as file names, as the detections say" in notes
