@@ -116,9 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--category-map", metavar="FILE.json",
                         help='with --results: {"results id": ground-truth id, ...} for every category_id')
     parser.add_argument("--results-image-ids", choices=("auto", "id", "file-name"), default="auto",
-                        help="with --results: how image_id names an image: auto (an id of --json's images "
-                             "when every one is, else its file name or stem; a record's file_name first), "
-                             "id, or file-name (Ultralytics writes image_id = int(file stem))")
+                        help="with --results: how image_id names an image: auto (the reading, id or file "
+                             "name/stem, under which every value names an image; both fitting, the one the "
+                             "detections' boxes agree with, else refused; a record's file_name first), "
+                             "id, or file-name (Ultralytics writes image_id = the file stem)")
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
     from maskrcnn.commands.data_report import IMAGE_DIR_ORDER
 

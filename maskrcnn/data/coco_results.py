@@ -32,12 +32,17 @@ __all__ = ["detections_to_coco_results"]
 
 
 def _checked_image_id(image_id) -> Union[int, str]:
-    """``image_id`` as written into the results: an integer (numpy's too, and a float with an integral
-    value) as a plain int, a string as given (``maskrcnn eval --results`` reads string ids, and matches
-    file names); anything else refused. ``int()`` alone turned "000123" into 123 and 1.7 into 1: an id
-    changed silently matches no ground truth image, or the wrong one, and scores about AP 0."""
+    """``image_id`` as written into the results: an integer (numpy's too, a float with an integral value,
+    and a string that is an integer's own spelling, "7") as a plain int; any other string as given
+    (``maskrcnn eval --results`` matches "000123" or "img_01" to file names); anything else refused.
+    ``int()`` alone turned "000123" into 123 and 1.7 into 1: an id changed silently matches no ground
+    truth image, or the wrong one, and scores about AP 0. "7" is read as 7 by every loader of ours
+    (``CocoDataset`` reads a ground truth's "7" so) and is what COCO tools expect; written quoted,
+    pycocotools refused it."""
     if isinstance(image_id, str):
-        return image_id
+        # only the spelling int() gives back: "007" and " 7" may be file stems, kept for eval to match
+        spelled = image_id.isascii() and image_id.isdecimal() and str(int(image_id)) == image_id
+        return int(image_id) if spelled else image_id
     if isinstance(image_id, torch.Tensor) and image_id.numel() == 1:  # a dataset target's image_id
         image_id = image_id.item()
     if isinstance(image_id, (bool, np.bool_)):

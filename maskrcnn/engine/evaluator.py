@@ -231,17 +231,29 @@ def _other_count(kp, names) -> int:
     return len(kp) if len(kp) != 3 * len(names) else 0
 
 
-def _other_count_note(source: str, other: list) -> str:
+def _names_per_category(counts: dict, category_names: dict) -> str:
+    """``counts`` ({category id: its number of keypoint names}) of two or more numbers in words: "'a'
+    names 3, 'b' names 2" (the category's name, else its id), in category id order."""
+    return ", ".join(f"{category_names.get(c, c)!r} names {n}" for c, n in sorted(counts.items(), key=str))
+
+
+def _other_count_note(source: str, other: list, category_names: dict) -> str:
     """One line for the annotations whose keypoints were of another count: ``other`` holds (the file's
-    annotation id, the list's length, its category's number of names) per annotation, in the file's
-    order; worded as training's note (``CocoDataset``)."""
-    counts = Counter(length for _, length, _ in other)
+    annotation id, the list's length, its category's number of names, its category id) per annotation,
+    in the file's order; worded as training's note (``CocoDataset``). Categories naming other counts
+    are each said with theirs (the first one's count was said of them all)."""
+    counts = Counter(length for _, length, _, _ in other)
     held = other_counts_words(counts)
-    n, first, names = len(other), other[0][0], other[0][2]
+    n, first = len(other), other[0][0]
+    names = {category: size for _, _, size, category in other}
     what = f"{n} annotations (the first id {first!r}) hold" if n > 1 else f"1 annotation (id {first!r}) holds"
     kept = ("their boxes and masks are scored, their keypoints read as unlabelled" if n > 1
             else "its box and mask are scored, its keypoints read as unlabelled")
-    return (f"{source}: {what} {held}, not the {names} the categories name: {kept}, as training reads "
+    if len(set(names.values())) == 1:
+        expected = f"not the {next(iter(names.values()))} the categories name"
+    else:
+        expected = f"not their category's count ({_names_per_category(names, category_names)})"
+    return (f"{source}: {what} {held}, {expected}: {kept}, as training reads "
             f"them (for keypoint AP people without a labelled keypoint, num_keypoints 0: COCOeval ignores "
             f"them)")
 
@@ -345,7 +357,7 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
         names = cat_ids[ann["category_id"]]
         length = _other_count(ann.get("keypoints"), names)
         if length:  # another count: a person without labelled keypoints (below), said once
-            other.append((anns[index].get("id"), length, len(names)))
+            other.append((anns[index].get("id"), length, len(names), ann["category_id"]))
             ann["keypoints"], ann["_other_count"] = None, length
         if not ann.get("keypoints") and names:  # a person drawn without keypoints (no field, null or []):
             ann["keypoints"] = [0] * (3 * len(names))  # none labelled (COCOeval reads every one it scores)
@@ -364,7 +376,8 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # are the data (a converter's stale or missing count left every person ignored: AP n/a)
             ann["num_keypoints"] = int(sum(1 for v in ann["keypoints"][2::3] if v > 0))
     if other:
-        warnings.warn(_other_count_note(source, other), stacklevel=3)
+        category_names = {c["id"]: c["name"] for c in data["categories"] if c.get("name") is not None}
+        warnings.warn(_other_count_note(source, other, category_names), stacklevel=3)
     if odd:
         warnings.warn(odd_visibility_note(source, odd), stacklevel=3)
     if far:
@@ -449,13 +462,14 @@ def _result_problems(r: dict, iou_types: Sequence[str], coco_gt) -> dict:
 
 
 def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: str, *,
-                      optional: Sequence[str] = (), by_type: bool = False):
+                      optional: Sequence[str] = (), by_type: bool = False, image_ids: str = "auto"):
     """The results pycocotools can score. Missing fields, unknown images or categories (a results file
     for another dataset) raise ValueError; a record with a bad value (a NaN box, a string score, a
     garbage RLE) is left out, and the left-out records are counted in a warning naming the file, the
     record and the field: never a crash in pycocotools, never a silent miss. ``optional``: fields some
     records may lack (``results_file.partial_fields``). ``by_type``: {IoU type: the records scored for
-    it} (a record with a bad mask still counts in bbox AP); else the records good for every type."""
+    it} (a record with a bad mask still counts in bbox AP); else the records good for every type.
+    ``image_ids``: how ``match_image_ids`` read the ids ("id" tried no file names: said so)."""
     if not isinstance(results, list):
         raise ValueError(f"{source}: COCO results are a JSON list, got {type(results).__name__}")
     results = [_with_ids(r, "image_id", "category_id") for r in results]  # 1.0 read as 1, as the GT's
@@ -496,15 +510,23 @@ def _validate_results(results: list, coco_gt, iou_types: Sequence[str], source: 
         )
     bad_images = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if bad_images:
-        # file names of its images among them are not wrong (match_image_ids matches names only when every
-        # value is one): naming them too said "a.jpg is not a file name of its images" of one that is
+        # file names of its images among them are not wrong (match_image_ids matches names only when they
+        # outnumber the ids): naming them too said "a.jpg is not a file name of its images" of one that is
         name_keys = image_name_keys(coco_gt)
+        if image_ids == "id":  # only ids were tried: "neither as ids nor as file names" said what was not
+            names = sorted((i for i in bad_images if i in name_keys), key=_order)
+            are = "is a file name" if len(names) == 1 else "are file names"
+            raise ValueError(f"{source}: image ids {_listing(bad_images)} are not ids of the ground truth's "
+                             f"images (read as ids only: --results-image-ids id)"
+                             + (f"; {_listing(names)} {are} of its images: --results-image-ids file-name (or "
+                                f"auto) matches them by name" if names else "")
+                             + _string_ids_hint(bad_images, coco_gt.getImgIds(), "image_id"))
         unmatched = {i for i in bad_images if i not in name_keys} or bad_images
         names = len(bad_images) - len(unmatched)
         raise ValueError(f"{source}: image ids {_listing(unmatched)} are not in the ground truth (neither "
                          f"as ids nor as file names of its images)" +
                          (f"; {names} other value(s) are file names of its images: matched by file name "
-                          f"only when every image_id is one" if names else "")
+                          f"only when more values are file names than ids" if names else "")
                          + _string_ids_hint(unmatched, coco_gt.getImgIds(), "image_id"))
     kept = {t: [] for t in iou_types}
     problems, every = [], []
@@ -704,11 +726,16 @@ def _no_labelled_keypoints(coco_gt, img_ids: Optional[list], gt_source: str) -> 
                 f"which keypoint AP does not score)")
     other = [a for a in objects if a.get("_other_count")]
     if other:  # the file's keypoints are all of another set: say that, not only "none labelled"
-        names = len(coco_gt.cats[other[0]["category_id"]]["keypoints"])
+        names = {a["category_id"]: len(coco_gt.cats[a["category_id"]]["keypoints"]) for a in other}
         share = f"all {len(other)}" if len(other) == len(objects) else f"{len(other)} of the {len(objects)}"
+        if len(set(names.values())) == 1:
+            than = f"the categories' {next(iter(names.values()))} names"
+        else:  # each against its own category's (the first one's count was said of them all)
+            category_names = {c: coco_gt.cats[c].get("name", c) for c in names}
+            than = f"their category's ({_names_per_category(names, category_names)})"
         return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
                 f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores; {share} hold keypoints "
-                f"of another count than the categories' {names} names, read as unlabelled)")
+                f"of another count than {than}, read as unlabelled)")
     return (f"{gt_source}: keypoint AP not defined: no ground-truth object has a labelled keypoint "
             f"(num_keypoints 0 for all {len(objects)}, objects COCOeval ignores)")
 
@@ -909,7 +936,8 @@ def evaluate_results_file(
         results = match_image_ids(results, coco_gt, source, read_as=image_ids)
         results = wrap_flat_polygons(results, source)  # as the ground truth's reader does (VIA 3, by hand)
         partial = partial_fields(results, types, source, coco_gt=coco_gt)  # on the ground truth's ids
-        by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True)
+        by_type = _validate_results(results, coco_gt, types, source, optional=partial, by_type=True,
+                                    image_ids=image_ids)
         main = by_type[types[0]]  # every record of the file but bad ones (types[0] has no partial field)
         if not category_offset and not category_map:
             zero_based_suspicion(main, coco_gt, source)

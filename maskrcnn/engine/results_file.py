@@ -16,8 +16,10 @@ What is read, and how (each interpretation is said in a warning naming the file)
 - MMDetection's ``tools/test.py --out results.pkl`` (3.x and 2.x): read without running code and
   turned into these records by ``engine/mmdet_results.py``.
 - Ultralytics' ``predictions.json`` (``val(save_json=True)``): its ``image_id`` is the image file's stem
-  (an integer when the stem is all digits). ``image_id`` values that are not all ids of the ground
-  truth's images but are all file names, base names or stems of them are matched by file name.
+  (an integer when the stem is all digits). ``image_id`` is read both as an id of the ground truth's
+  images ("7" as 7 too) and as the file name, base name or stem of one of them, and the reading under
+  which every value names an image is taken; both fitting other images, the one the detections' boxes
+  agree with (``match_image_ids``), else refused naming ``--results-image-ids``.
 - ``maskrcnn predict``'s ``predictions.json``: its ``image_id`` numbers the images 1..N in predict's own
   order, not the ground truth's, so records that carry a ``file_name`` are matched by it
   (``match_file_names``: the ground truth's file name as the end of the path, else the one image with
@@ -58,6 +60,7 @@ maps each one (a string id "1" by the map's "1"), an id the map lacks refused.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import warnings
@@ -65,6 +68,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence, Union
 
+import numpy as np
 import pycocotools.mask as mask_utils
 
 from maskrcnn.data.coco_exports import flat_polygon
@@ -261,29 +265,92 @@ def image_name_keys(coco_gt) -> set:
 
 
 IMAGE_ID_READINGS = ("auto", "id", "file-name")  # eval --results-image-ids
+# which tools write which reading: said where auto cannot choose
+_READINGS_WHO = ("--results-image-ids id (detectron2, MMDetection, torchvision and maskrcnn write the ground "
+                 "truth's ids) or --results-image-ids file-name (Ultralytics writes image_id = the file "
+                 "stem)")
 
 
 def match_image_ids(results: list, coco_gt, source: str, *, read_as: str = "auto") -> list:
     """``results`` with ``image_id`` the ground truth's ids. ``read_as`` "auto": records that carry a
     ``file_name`` (``maskrcnn predict``'s, which numbers images 1..N in its own order) are matched by it
-    (``match_file_names``). Otherwise, when the ids are all ids of its images they stay (an id is an id,
-    even if it is also another image's file stem: that is said, with how to choose the other reading);
-    else, when every one is a file name, base name or stem of exactly one image, they are matched by
-    file name. Anything else is left for validation to refuse (naming the unknown ids). "id": every
-    ``image_id`` is the ground truth's id (a record's ``file_name`` unread). "file-name": every record is
-    matched by name (its ``file_name``, else its ``image_id``: Ultralytics writes the file stem), a
-    ValueError naming those that name no one image."""
+    (``match_file_names``). Otherwise each ``image_id`` is read both ways, as an id of its images
+    (``_id_reading``: "7" as 7 too) and as the file name, base name or stem of one of them, and the
+    reading under which every value names an image is taken: said in one line when it is the file
+    names, or when both are complete and name other images (then the one under which more detections
+    overlap an object (of any class) on their image, ``_agreement``, more than twice as many; else
+    refused as ambiguous, naming the option). When neither is complete, values of both kinds are
+    refused as mixed, a majority of file names is read so and the rest refused by name, and anything
+    else is left for validation to refuse (naming the unknown ids). "id": every ``image_id`` is the
+    ground truth's id (a record's ``file_name`` unread). "file-name": every record is matched by name
+    (its ``file_name``, else its ``image_id``: Ultralytics writes the file stem), a ValueError naming
+    those that name no one image."""
     if read_as not in IMAGE_ID_READINGS:
         raise ValueError(f"image ids are read as one of {', '.join(IMAGE_ID_READINGS)}, got {read_as!r}")
-    if read_as == "id":
-        return results  # validation names ids the ground truth lacks
-    if any(isinstance(r, dict) and "file_name" in r for r in results):
+    if read_as != "id" and any(isinstance(r, dict) and "file_name" in r for r in results):
         return match_file_names(results, coco_gt, source)
     ids = [r.get("image_id") for r in results if isinstance(r, dict)]
-    hashable = [i for i in ids if isinstance(i, (int, str)) and not isinstance(i, bool)]
-    if len(hashable) != len(ids):
+    if not all(isinstance(i, (int, str)) and not isinstance(i, bool) for i in ids):
         return results  # validation names them
-    known = set(coco_gt.getImgIds())
+    values = set(ids)
+    as_id = _id_reading(values, set(coco_gt.getImgIds()))
+    if read_as == "id":
+        return _read_as_ids(results, as_id, source)  # validation names ids the ground truth lacks
+    by_name = _one_image_names(coco_gt)
+    if read_as == "file-name":
+        unnamed = values - by_name.keys()
+        if unnamed:
+            raise ValueError(f"{source}: --results-image-ids file-name: image_id {_shown(unnamed)} is not "
+                             f"the file name, base name or stem of one image of the ground truth"
+                             + (f" ({len(unnamed)} values in all)" if len(unnamed) > 1 else ""))
+        return _read_as_names(results, by_name)
+    as_name = {v: by_name[v] for v in values if v in by_name}
+    if len(as_id) == len(values):
+        differ = [v for v in values if v in as_name and as_name[v] != as_id[v]]
+        if len(as_name) == len(values) and differ:  # two complete readings: the detections choose
+            if _choose(results, as_id, as_name, coco_gt, source, differ) == "file-name":
+                return _read_as_names(results, as_name)
+        return _read_as_ids(results, as_id, source)
+    if len(as_name) == len(values):
+        example = next(v for v in ids if v in as_name)
+        _note(f"{source}: image_id matched by file name ({len(values)} images; e.g. {example!r} -> image id "
+              f"{as_name[example]!r}), as Ultralytics writes them")
+        return _read_as_names(results, as_name)
+    if as_id and as_name and values <= as_id.keys() | as_name.keys():  # ids and names mixed: one or the other
+        named = sorted((v for v in values if v not in as_id), key=str)
+        raise ValueError(f"{source}: image_id values mix the ground truth's ids and file names of its images "
+                         f"({named[0]!r} is the file name of image {as_name[named[0]]!r}"
+                         f"{f', {len(named)} names in all' if len(named) > 1 else ''}): use one or the other")
+    if len(as_name) > len(as_id):  # most are file names: the others name no image
+        unnamed = values - as_name.keys()
+        ids_said = ("none is an id" if not as_id else
+                    f"{len(as_id)} {'is an id' if len(as_id) == 1 else 'are ids'}")
+        raise ValueError(f"{source}: image_id read as file names ({len(as_name)} of its {len(values)} values "
+                         f"name one image of the ground truth by file name, base name or stem; {ids_said} of "
+                         f"its images), but {_shown(unnamed)} names none of its images"
+                         + (f" ({len(unnamed)} such values)" if len(unnamed) > 1 else "")
+                         + ": predictions of images it does not list?")
+    return _read_as_ids(results, as_id, source)  # validation names the unknown ids
+
+
+def _id_reading(values: set, known: set) -> dict:
+    """{value: the ground-truth image id it is} for the ``values`` that are one: itself, or quoted ("7"
+    for 7, as a hand-made script or pandas writes it), or, for a ground truth of string ids, an integer
+    whose digits are one (7 for "7"). Ids are never mixed there (``_validate_ground_truth``)."""
+    numbers = {k for k in known if isinstance(k, int)}
+    out = {}
+    for v in values:
+        if v in known:
+            out[v] = v
+        elif isinstance(v, str) and v.isascii() and v.strip().lstrip("-").isdecimal() and int(v) in numbers:
+            out[v] = int(v)
+        elif isinstance(v, int) and str(v) in known:
+            out[v] = str(v)
+    return out
+
+
+def _one_image_names(coco_gt) -> dict:
+    """{name key: image id} of every ``_name_keys`` value that names exactly one image."""
     by_name, clashes = {}, set()
     for img in coco_gt.dataset["images"]:
         if img.get("file_name"):
@@ -292,36 +359,91 @@ def match_image_ids(results: list, coco_gt, source: str, *, read_as: str = "auto
                     clashes.add(key)
     for key in clashes:  # two images answer to this name: it says nothing
         del by_name[key]
-    if read_as == "file-name":
-        unnamed = {i for i in ids if i not in by_name}
-        if unnamed:
-            raise ValueError(f"{source}: --results-image-ids file-name: image_id {_shown(unnamed)} is not "
-                             f"the file name, base name or stem of one image of the ground truth"
-                             + (f" ({len(unnamed)} values in all)" if len(unnamed) > 1 else ""))
-    elif all(i in known for i in ids):
-        moved = sum(1 for i in set(ids) if i in by_name and by_name[i] != i)
-        if moved and all(i in by_name for i in ids):
-            # both readings are complete and they differ: the wrong one scores every detection against
-            # another image (AP near 0), so the note says both and how to choose
-            example = next(i for i in ids if i in by_name and by_name[i] != i)
-            _note(f"{source}: the image_id values are ids of the ground truth's images and also file names "
-                  f"of others ({moved} differ; e.g. {example!r} is image id {example!r} and the file of "
-                  f"image id {by_name[example]!r}): read as ids; if they are file stems (Ultralytics writes "
-                  f"image_id = int(stem)), pass --results-image-ids file-name (--results-image-ids id "
-                  f"says ids without this note)")
+    return by_name
+
+
+def _read_as_ids(results: list, as_id: dict, source: str) -> list:
+    """``results`` with the image ids ``as_id`` reads otherwise than written ("7" as 7) replaced, said
+    in one line; the others as they are (validation names those the ground truth lacks)."""
+    quoted = {v: t for v, t in as_id.items() if type(v) is not type(t)}
+    if not quoted:
         return results
-    if not all(i in by_name for i in ids):
-        named = sorted({i for i in ids if i not in known and i in by_name}, key=str)
-        if named and any(i in known for i in ids):  # ids and names mixed: names match all or none
-            raise ValueError(f"{source}: image_id values mix the ground truth's ids and file names of its "
-                             f"images ({named[0]!r} is the file name of image {by_name[named[0]]!r}"
-                             f"{f', {len(named)} names in all' if len(named) > 1 else ''}): use one or "
-                             f"the other")
-        return results  # validation names the unknown ids
-    if read_as == "auto":  # (asked for, it is not news)
-        _note(f"{source}: image_id matched by file name ({len(set(ids))} images; e.g. {ids[0]!r} -> image id "
-              f"{by_name[ids[0]]!r}), as Ultralytics writes them")
-    return [dict(r, image_id=by_name[r["image_id"]]) for r in results]
+    shown = ", ".join(f"{v!r} -> {t!r}" for v, t in sorted(quoted.items(), key=lambda p: str(p[0]))[:3])
+    shown += f", ... ({len(quoted)} values)" if len(quoted) > 3 else ""
+    if any(isinstance(v, str) for v in quoted):
+        _note(f"{source}: image_id {shown}: strings (quoted in the file) of the ground truth's integer image "
+              f"ids, read as those ids (write image_id as a JSON number)")
+    else:
+        _note(f"{source}: image_id {shown}: numbers where the ground truth's image ids are strings, read as "
+              f"the ids they spell")
+    return [dict(r, image_id=quoted[r["image_id"]]) if isinstance(r, dict) and r.get("image_id") in quoted
+            else r for r in results]
+
+
+def _read_as_names(results: list, as_name: dict) -> list:
+    """``results`` with each image_id replaced by the id of the image it names (``as_name``)."""
+    return [dict(r, image_id=as_name[r["image_id"]]) if isinstance(r, dict) else r for r in results]
+
+
+def _choose(results: list, as_id: dict, as_name: dict, coco_gt, source: str, differ: list) -> str:
+    """"id" or "file-name" for values that are all ids of the ground truth's images and all file names
+    of one each, ``differ`` of them of another image: the reading under which more than twice as many
+    detections overlap an object of their image (``_agreement``), said in one line; a ValueError naming
+    the option when the detections do not tell (a wrong reading scores each detection against another
+    image's objects: AP near 0 without an error)."""
+    moved = set(differ)
+    by_id = _agreement(results, as_id, moved, coco_gt)
+    by_name = _agreement(results, as_name, moved, coco_gt)
+    example = sorted(differ, key=str)[0]
+    both = (f"the image_id values are ids of the ground truth's images and also file names of others "
+            f"({len(differ)} differ; e.g. {example!r} is image id {as_id[example]!r} and the file of image "
+            f"id {as_name[example]!r})")
+    counted = (f"{by_id} of the {_records_of(results, moved)} detections on the images they differ on "
+               f"overlap an object there (box IoU >= 0.5) read as ids, {by_name} read as file names")
+    if by_id > 2 * by_name or by_name > 2 * by_id:
+        chosen, other = ("id", "file-name") if by_id > by_name else ("file-name", "id")
+        _note(f"{source}: {both}: read as {'ids' if chosen == 'id' else 'file names'}, as the detections "
+              f"say ({counted}); --results-image-ids {other} reads them the other way")
+        return chosen
+    raise ValueError(f"{source}: {both}, and the detections do not say which ({counted}): pass "
+                     f"{_READINGS_WHO}")
+
+
+def _records_of(results: list, values: set) -> int:
+    """How many of ``results`` have an image_id among ``values``."""
+    return sum(1 for r in results if isinstance(r, dict) and r.get("image_id") in values)
+
+
+def _agreement(results: list, reading: dict, values: set, coco_gt) -> int:
+    """How many of the results whose image_id is among ``values`` have a box that overlaps (IoU >= 0.5)
+    a ground-truth object on the image ``reading`` maps the image_id to: a model's detections fit their
+    own image's objects, not another's. Of any class: category ids still 0-based (Ultralytics') are
+    refused later, by name, and must not hide which image is which."""
+    objects = {}
+    for a in coco_gt.dataset.get("annotations", []):
+        if not a.get("iscrowd") and _box(a.get("bbox")) is not None:
+            objects.setdefault(a["image_id"], []).append(_box(a["bbox"]))
+    groups = {}
+    for r in results:
+        box = _box(r.get("bbox")) if isinstance(r, dict) and r.get("image_id") in values else None
+        if box is not None:
+            groups.setdefault(reading[r["image_id"]], []).append(box)
+    hits = 0
+    for key, boxes in groups.items():
+        if key in objects:
+            iou = mask_utils.iou(np.asarray(boxes, dtype=float), np.asarray(objects[key], dtype=float),
+                                 [0] * len(objects[key]))
+            hits += int((np.asarray(iou).max(axis=1) >= 0.5).sum())
+    return hits
+
+
+def _box(bbox):
+    """``bbox`` as 4 floats [x, y, w, h] when it is 4 finite numbers of positive size, else None."""
+    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox):
+        return None
+    return [float(v) for v in bbox] if bbox[2] > 0 and bbox[3] > 0 else None
 
 
 def _shown(values) -> str:

@@ -1,7 +1,7 @@
 """Results files and ground truths that used to end ``eval --results`` in a traceback: malformed result
 masks (left out of segm AP by name, the rest scored), a flat polygon (read as the ground truth's reader
 reads it), ids mixing integers and strings (refused up front), integer file stems that are also ids
-(both readings said; ``--results-image-ids`` chooses), and records passed where paths are taken."""
+(the boxes choose the reading; ``--results-image-ids`` too), and records passed where paths are taken."""
 
 import json
 import warnings
@@ -148,17 +148,20 @@ C = (10, 20, 25, 35)
 def test_integer_stems_that_are_also_ids_say_both_readings_and_the_option_chooses(tmp_path):
     gt = _gt(tmp_path, image_ids=(0, 1, 2), boxes=(A, B, C))
     path = _write(tmp_path / "r.json", _stem_results())
-    with pytest.warns(UserWarning, match=r"read as ids; if they are file stems .*pass --results-image-ids "
-                                         r"file-name"):
-        as_ids = evaluate_results_file(gt, path, iou_types=["bbox"])
+    # both readings fit: auto takes the one the boxes agree with (it took ids: AP 0, with a note)
+    with pytest.warns(UserWarning, match=r"read as file names, as the detections say \(0 of the 2 .* 2 "
+                                         r"read as file names\); --results-image-ids id reads them the "
+                                         r"other way"):
+        auto = evaluate_results_file(gt, path, iou_types=["bbox"])
     # the same detections written with the ground truth's ids, read as ids
     ids = _write(tmp_path / "ids.json", [dict(r, image_id=r["image_id"] - 1) for r in _stem_results()])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         by_name = evaluate_results_file(gt, path, iou_types=["bbox"], image_ids="file-name")
         expected = evaluate_results_file(gt, ids, iou_types=["bbox"], image_ids="id")
+        as_ids = evaluate_results_file(gt, path, iou_types=["bbox"], image_ids="id")
     assert not [w for w in caught if "image_id" in str(w.message)]  # a choice made is no news
-    assert _scores(by_name) == _scores(expected)
+    assert _scores(by_name) == _scores(expected) == _scores(auto)
     assert by_name["bbox"]["AP"] > 50 and as_ids["bbox"]["AP"] < 1  # each box on its neighbour's image
     out = tmp_path / "ev"
     assert main(["eval", "--results", str(path), "--json", str(gt), "--results-image-ids", "file-name",

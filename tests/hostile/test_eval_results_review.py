@@ -26,9 +26,22 @@ def test_unknown_ids_mixed_with_file_names_name_only_the_unknown(tmp_path):
     res = _write(tmp_path, results)
     with pytest.raises(ValueError) as e:
         evaluate_results_file(path, res)
+    # mostly file names (2 of 3 values, none an id): read so, the one value of no image named
+    assert str(e.value) == (f"{res}: image_id read as file names (2 of its 3 values name one image of the "
+                            "ground truth by file name, base name or stem; none is an id of its images), but "
+                            "999 names none of its images: predictions of images it does not list?")
+
+
+def test_unknown_ids_beside_more_ids_than_file_names_name_only_the_unknown(tmp_path):
+    path, _, data = coco_dataset(tmp_path)
+    results = gt_as_results(data)
+    results[0]["image_id"], results[1]["image_id"] = 999, "im1.png"  # ids 2 and 2 beside them
+    res = _write(tmp_path, results)
+    with pytest.raises(ValueError) as e:
+        evaluate_results_file(path, res)
     assert str(e.value) == (f"{res}: image ids 999 are not in the ground truth (neither as ids nor as file "
-                            "names of its images); 2 other value(s) are file names of its images: matched "
-                            "by file name only when every image_id is one")
+                            "names of its images); 1 other value(s) are file names of its images: matched "
+                            "by file name only when more values are file names than ids")
 
 
 def test_a_dict_ground_truths_errors_name_gt_source(tmp_path):

@@ -168,6 +168,9 @@ class _RefuseDoctype(ET.TreeBuilder):
 def parse_xml(path: Path) -> ET.Element:
     """The root element of an XML file (CVAT, VOC); ValueError in one line naming the file (and the line)
     when it is not well-formed or has a DOCTYPE; OSError when it cannot be read."""
+    from maskrcnn.data.pre_annotations.xml_text import shown_in_message
+
+    shown = shown_in_message(path)  # a U+FFFE or an ESC in the file's name printed raw
     parser = ET.XMLParser(target=_RefuseDoctype())
     try:
         with open(path, "rb") as f:
@@ -177,9 +180,9 @@ def parse_xml(path: Path) -> ET.Element:
     except ET.ParseError as e:
         line, column = e.position
         reason = str(e).split(":")[0]  # "mismatched tag: line 3, column 2" -> "mismatched tag"
-        raise ValueError(f"{path}: line {line}, column {column}: not well-formed XML ({reason})") from None
+        raise ValueError(f"{shown}: line {line}, column {column}: not well-formed XML ({reason})") from None
     except ValueError as e:  # from _RefuseDoctype
-        raise ValueError(f"{path}: {e}") from None
+        raise ValueError(f"{shown}: {e}") from None
 
 
 def image_size(path: Path) -> tuple:
