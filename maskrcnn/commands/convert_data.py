@@ -272,10 +272,13 @@ def _convert(args, out: Path, report):
 def run(args) -> int:
     from maskrcnn.data.formats.common import Report, warn_label_case, write_json
     from maskrcnn.data.formats.output_guard import READ_SUFFIXES, check_by_suffix
-    from maskrcnn.io_utils import check_output_file
+    from maskrcnn.io_utils import check_output_dir, check_output_file
 
     _check_options(args)
     out = check_output_file(args.output, "--output")
+    # its folder takes new files: said now naming --output, not after the conversion (nor as the
+    # embedded-images folder beside it)
+    check_output_dir(out.parent, f"--output {args.output}: its folder")
     if args.source_format in READ_SUFFIXES:  # the JSON formats and CVAT check the files they list
         check_by_suffix(out, src=Path(args.src), source_format=args.source_format)
     # an image not found where the file's names point: the images may be elsewhere, which --images says

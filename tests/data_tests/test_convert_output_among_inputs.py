@@ -1,7 +1,9 @@
 """convert-data --output that is one of the files the conversion reads: refused before anything is written
 (it was left out of a LabelMe / VIA folder and then replaced, or read and then replaced: a CVAT XML, a
 Label Studio export, the user's labels lost with status 0); this command's own earlier COCO output in
-the source folder is left out instead, so a re-run works."""
+the source folder is left out instead, so a re-run works. And an --output whose folder takes no files
+is said naming --output before the conversion (it was said after it, naming the embedded-images
+folder)."""
 
 import base64
 import io
@@ -9,6 +11,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from maskrcnn.cli import main
@@ -133,3 +136,29 @@ def test_a_yolo_dataset_yaml_or_label_file_named_as_output_is_refused(tmp_path, 
     assert _convert("yolo", root, root / "train.json", "--boxes-as-masks") == 0  # a COCO file beside: fine
     assert _convert("yolo", root, root / "train.json", "--boxes-as-masks") == 0  # and again, over it
 
+
+@pytest.fixture
+def refusing_folder(tmp_path, monkeypatch):
+    """tmp_path / "ro": a folder that refuses new files (as /proc or a read-only mount does; root writes
+    anywhere, so the refusal is faked)."""
+    real_open = os.open
+
+    def refusing(path, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) == str(tmp_path / "ro"):
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_open(path, *args, **kwargs)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", refusing)
+    return tmp_path / "ro"
+
+
+def test_an_output_folder_that_takes_no_files_is_said_naming_output_before_converting(tmp_path, capsys,
+                                                                                     refusing_folder):
+    src = _labelme(tmp_path / "lm", embedded=True)  # images only inside the JSON: written beside OUT
+    out = refusing_folder / "nope.json"
+    assert _convert("labelme", src, out) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"maskrcnn convert-data: error: --output {out}: its folder {refusing_folder}: "
+                          "cannot write there"), err
+    assert "nope_images" not in err and "skipped" not in err  # nothing converted first
