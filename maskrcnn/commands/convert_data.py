@@ -36,6 +36,13 @@ labels met (CVAT: and those its ``<meta>`` lists), sorted by name and numbered f
 ``--classes`` in the order given (use it when converting splits apart, so that a class missing from one
 split does not shift the ids of the others).
 
+An existing OUT.json that is one of the files the conversion reads (a LabelMe / VIA / Label Studio JSON,
+the CVAT XML, a YOLO / VOC / Cityscapes annotation file under SRC: the same file by any spelling) is
+refused before anything is written: the COCO file would replace the user's labels. This command's own
+earlier output in the folder (a COCO instances file, told by its content) is left out instead, with one
+line, so that a re-run works (``data/formats/output_guard.py``). OUT's folder is checked for writes
+first, naming ``--output``.
+
 Each record that cannot be converted is printed naming its file and record and skipped; the counts
 follow at the end. The output is written atomically, and only when at least one image and one instance
 were converted (a dataset without instances trains nothing: a failure, never status 0).
@@ -143,6 +150,17 @@ def _fixed_categories(spec) -> list:
     return [(i + 1, name) for i, name in enumerate(names)]
 
 
+def _source_json_files(args, src: Path, out: Path, report) -> tuple:
+    """(root, the JSON files to read): an --output among them refused, or left out when it is our own
+    earlier COCO file (output_guard)."""
+    from maskrcnn.data.formats.common import json_files
+    from maskrcnn.data.formats.output_guard import drop_earlier_output
+
+    root, files = json_files(src)
+    return root, drop_earlier_output(files, output=out, src=src, source_format=args.source_format,
+                                     report=report)
+
+
 def _cityscapes(args, src: Path, out: Path, report, description: str):
     from maskrcnn.data.formats.cityscapes import CATEGORIES, read_cityscapes
     from maskrcnn.data.formats.common import CocoBuilder
@@ -172,8 +190,11 @@ def _voc(args, src: Path, out: Path, report, description: str):
 def _cvat(args, src: Path, out: Path, report, description: str):
     from maskrcnn.data.formats.common import CocoBuilder, recorded_folder_unusable
     from maskrcnn.data.formats.cvat import cvat_file, read_cvat, recorded_images_folder
+    from maskrcnn.data.formats.output_guard import refusal, same_files
 
     xml_path = cvat_file(src)
+    if same_files(out, [xml_path]):  # read, then replaced by the COCO file: the user's export gone
+        raise ValueError(refusal(out, xml_path, src=src, source_format="cvat"))
     root = _images_folder(args) or xml_path.parent
     recorded, why = recorded_images_folder(xml_path) if args.images is None else (None, None)
     if recorded is not None:
@@ -195,10 +216,10 @@ def _yolo(args, src: Path, out: Path, report, description: str):
 
 
 def _labelstudio(args, src: Path, out: Path, report, description: str):
-    from maskrcnn.data.formats.common import CocoBuilder, json_files
+    from maskrcnn.data.formats.common import CocoBuilder
     from maskrcnn.data.formats.labelstudio import read_labelstudio
 
-    root, files = json_files(src, exclude=[out])
+    root, files = _source_json_files(args, src, out, report)
     images = _images_folder(args) or root
     builder = CocoBuilder(root=images, categories=_fixed_categories(args.classes), description=description)
     used = read_labelstudio(files, builder=builder, report=report, images=images, names_from=root,
@@ -210,10 +231,10 @@ def _labelstudio(args, src: Path, out: Path, report, description: str):
 
 
 def _labelme(args, src: Path, out: Path, report, description: str):
-    from maskrcnn.data.formats.common import CocoBuilder, json_files
+    from maskrcnn.data.formats.common import CocoBuilder
     from maskrcnn.data.formats.labelme import read_labelme
 
-    root, files = json_files(src, exclude=[out])
+    root, files = _source_json_files(args, src, out, report)
     images = _images_folder(args)
     builder = CocoBuilder(root=images or root, categories=_fixed_categories(args.classes),
                           description=description)
@@ -226,10 +247,10 @@ def _labelme(args, src: Path, out: Path, report, description: str):
 
 
 def _via(args, src: Path, out: Path, report, description: str):
-    from maskrcnn.data.formats.common import CocoBuilder, json_files
+    from maskrcnn.data.formats.common import CocoBuilder
     from maskrcnn.data.formats.via import read_via
 
-    root, files = json_files(src, exclude=[out])
+    root, files = _source_json_files(args, src, out, report)
     images = _images_folder(args)
     builder = CocoBuilder(root=images or root, categories=_fixed_categories(args.classes),
                           description=description)
@@ -250,10 +271,16 @@ def _convert(args, out: Path, report):
 
 def run(args) -> int:
     from maskrcnn.data.formats.common import Report, warn_label_case, write_json
-    from maskrcnn.io_utils import check_output_file
+    from maskrcnn.data.formats.output_guard import READ_SUFFIXES, check_by_suffix
+    from maskrcnn.io_utils import check_output_dir, check_output_file
 
     _check_options(args)
     out = check_output_file(args.output, "--output")
+    # its folder takes new files: said now naming --output, not after the conversion (nor as the
+    # embedded-images folder beside it)
+    check_output_dir(out.parent, f"--output {args.output}: its folder")
+    if args.source_format in READ_SUFFIXES:  # the JSON formats and CVAT check the files they list
+        check_by_suffix(out, src=Path(args.src), source_format=args.source_format)
     # an image not found where the file's names point: the images may be elsewhere, which --images says
     hint = args.images is None and args.source_format in IMAGES_FORMATS
     report = Report(stream=sys.stderr, hints={"missing_image": IMAGES_HINT} if hint else None)

@@ -391,16 +391,16 @@ def _image_header(path: Path) -> tuple:
         raise Skip(e.reason, f"image {path} {what}: {detail}") from None
 
 
-def json_files(src: Path, *, exclude: Iterable[Path] = ()) -> tuple:
+def json_files(src: Path) -> tuple:
     """(root, files): SRC a folder -> (SRC, its ``*.json`` files at any depth, sorted); SRC a file ->
-    (its folder, [SRC]). ``exclude`` (e.g. the output file) is left out."""
+    (its folder, [SRC]). An output file among them is ``output_guard.drop_earlier_output``'s to judge:
+    left out blindly, a user's own annotation file named as the output was skipped, then replaced."""
     src = Path(src)
     if src.is_file():
         return src.parent, [src]
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such file or folder")
-    skip = {Path(p).resolve() for p in exclude}
-    return src, sorted(p for p in src.rglob("*.json") if p.is_file() and p.resolve() not in skip)
+    return src, sorted(p for p in src.rglob("*.json") if p.is_file())
 
 
 def read_json(path: Path):
