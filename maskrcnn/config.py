@@ -642,6 +642,13 @@ def _up_to(limit, *, zero: bool = False) -> tuple:
     return (lambda v: 0 < v <= limit), f"in (0, {limit}]"
 
 
+def _at_most(limit, *, zero: bool = False, why: str = "") -> tuple:
+    """``_up_to`` in the words of the lower bound first (``> 0 and at most 100,000``; ``why`` after it):
+    the counts whose lower bound users meet (``solver.batch_size must be > 0``)."""
+    low = ">= 0" if zero else "> 0"
+    return (lambda v: (0 <= v if zero else 0 < v) and v <= limit), f"{low}{why} and at most {limit:,}"
+
+
 # generous upper bounds of what the model is built with: many times any published model's values
 _MAX_CHANNELS = 8192  # fpn_dim and the heads' widths (published models: 256 to 1024)
 _MAX_CLASSES = 100_000  # num_classes (LVIS: 1203)
@@ -679,8 +686,8 @@ _RANGES = {
     # 2 at least: the background (label 0) and one object class; 1 built a model with no class to find
     "model.num_classes": ((lambda v: 2 <= v <= _MAX_CLASSES), f"in [2, {_MAX_CLASSES}]"),
     "model.fpn_dim": _up_to(_MAX_CHANNELS),
-    "model.size_divisibility": ((lambda v: 0 <= v <= _MAX_SIDE),
-                                f">= 0 (0: no padding multiple, as detectron2's C4) and at most {_MAX_SIDE:,}"),
+    "model.size_divisibility": _at_most(_MAX_SIDE, zero=True,
+                                        why=" (0: no padding multiple, as detectron2's C4)"),
     "model.pixel_std": (_positive, "> 0"),
     "model.pixel_mean": (_finite, "finite"),
     "model.frozen_bn_eps": (_non_negative, ">= 0"),
@@ -704,7 +711,7 @@ _RANGES = {
     "model.roi_heads.box_pool_size": _up_to(_MAX_POOL),
     "model.roi_heads.mask_pool_size": _up_to(_MAX_POOL),
     "model.roi_heads.keypoint_pool_size": _up_to(_MAX_POOL),
-    "model.roi_heads.canonical_box_size": (lambda v: 0 < v <= _MAX_SIDE, f"> 0 and at most {_MAX_SIDE:,}"),
+    "model.roi_heads.canonical_box_size": _at_most(_MAX_SIDE),
     "model.roi_heads.batch_size_per_image": _up_to(_MAX_COUNT),
     "model.roi_heads.positive_fraction": (_unit, "in [0, 1]"),
     "model.roi_heads.fg_iou_thresh": (_unit, "in [0, 1]"),
@@ -729,9 +736,9 @@ _RANGES = {
     # >= 0 here, for the configs stored in checkpoints and run folders (runs of 0 iterations were allowed);
     # a config to train with must ask for 1 or more (load_config, _training_problems)
     "solver.iters": (_non_negative, ">= 0"),  # config_problems says _ITERS_TO_TRAIN unless stored
-    "solver.batch_size": (lambda v: 0 < v <= _MAX_BATCH, f"> 0 and at most {_MAX_BATCH:,}"),
+    "solver.batch_size": _at_most(_MAX_BATCH),
     "solver.accumulate": (_positive, "a whole number >= 1"),
-    "solver.warmup_iters": (lambda v: 0 <= v <= MAX_ITERS, f">= 0 and at most {MAX_ITERS:,}"),
+    "solver.warmup_iters": _at_most(MAX_ITERS, zero=True),
     "solver.warmup_factor": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "solver.steps": (_non_negative, ">= 0"),
     "solver.gamma": (_positive, "a finite number > 0"),
@@ -746,8 +753,8 @@ _RANGES = {
     "solver.divergence_patience": (_positive, "> 0"),
     "solver.early_stop_patience": (_non_negative, ">= 0 (0: off)"),
     "solver.early_stop_min_delta": (_non_negative, "a finite number >= 0"),
-    "data.num_workers": (lambda v: 0 <= v <= _MAX_WORKERS, f">= 0 and at most {_MAX_WORKERS:,}"),
-    "data.min_keypoints_per_image": (lambda v: 0 <= v <= _MAX_KEYPOINTS, f">= 0 and at most {_MAX_KEYPOINTS:,}"),
+    "data.num_workers": _at_most(_MAX_WORKERS, zero=True),
+    "data.min_keypoints_per_image": _at_most(_MAX_KEYPOINTS, zero=True),
     "data.repeat_threshold": (_unit, "in [0, 1] (0: off)"),
 }
 
