@@ -37,7 +37,8 @@ preset's with the cosine schedule, ``solver.lr_min_factor`` with the step one) a
 the run are said in note lines (``schedule.schedule_notes``). A training set without a usable image is
 one error saying why (image files not found, only crowd annotations); images ``data.filter_empty`` left
 out (no annotations, only crowd ones) and those ``data.min_keypoints_per_image`` left out of a keypoint
-run are counted by reason in one note line (``left_out_line``).
+run are counted by reason in one note line (``left_out_line``). The set-up's note and warning lines are
+said once every check has passed: a refused run says its one error line alone.
 
 A training size set explicitly (``--set``, a ``--config`` file) without its test size brings it along
 (``follow_training_sizes``: ``input.min_size_test`` the largest ``input.min_size``, ``input.max_size_test``
@@ -717,8 +718,21 @@ def build_training(
     if refusal:  # before anything is written: the config.yaml of a fresh start would replace the run's
         raise ValueError(refusal)
 
+    # the set-up's lines (the schedule's notes, the data's, a resume's changes) wait until every check has
+    # passed: a run refused on its data or its validation set says its one error, not notes before it
+    waiting: list = []
+
     def say(line: str) -> None:
-        du.say_on_launch_rank0(line, file=log_stream)
+        if waiting is not None:
+            waiting.append(line)
+        else:
+            du.say_on_launch_rank0(line, file=log_stream)
+
+    def checks_passed() -> None:
+        nonlocal waiting
+        lines, waiting = waiting, None
+        for line in lines:
+            say(line)
 
     source, changes, kept, run_classes, resume_notes = None, {}, {}, (), []
     read: dict = {}  # the checkpoint resumed from, read once for its config and its weights
@@ -913,6 +927,7 @@ def build_training(
     # under torchrun, before the model (DDP's own check of the weights' shapes fails obscurely) and before
     # any write: a process given other data or another --set would train on silently
     check_same_setup(cfg, train_set, train_json, val_set, val_json)
+    checks_passed()
     with torch.random.fork_rng(devices=[]):  # the same initial weights on every rank, global RNG untouched
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
