@@ -17,7 +17,9 @@ again. Its model section is the one stored in the checkpoint resumed from (``_ch
 explicitly (``--set``, the ``overrides`` argument) go over it: solver, input and data changes are applied, one
 line each (``resume: solver.iters 900 -> 1200 (from --set)``; the trainer then follows the new lr and
 schedule, ``engine/trainer.py``); a value of ``config.yaml`` outside the model edited since the checkpoint is
-applied and said the same way (``resume: input.max_size 1333 -> 1024 (from config.yaml)``, ``_edited_keys``);
+applied and said the same way (``resume: input.max_size 1333 -> 1024 (from config.yaml, not the
+checkpoint's: an edit, or an earlier --resume's --set)``, ``_edited_keys``: a resume's ``--set`` is written
+there before the run's next checkpoint);
 model settings that differ from the run's are named in a warning line (they are not applied: the checkpoint
 holds that model). A ``--config`` given with ``--resume`` is not applied
 either: its values that differ from the run's are named in one warning (model keys in the model warning), so
@@ -190,7 +192,11 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     # one list of changes, whatever asked for them: (key, the run's value, the new one, where from); a key
     # edited in config.yaml and --set again is said once, from --set
     changes = [(k, kept.get(k), asked[k], source) for k in applied]
-    changes += [(k, edited[k], kept.get(k), saved_path.name) for k in sorted(edited) if k not in applied]
+    # config.yaml differing from the checkpoint is all that is known: an edit, or an earlier resume's change
+    # written there by a run stopped before its next checkpoint (not the user's edit, then)
+    from_file = (f"{saved_path.name}, not the checkpoint's: an edit, or an earlier "
+                 f"{option_word(caller, '--resume')}'s {set_word(caller)}")
+    changes += [(k, edited[k], kept.get(k), from_file) for k in sorted(edited) if k not in applied]
     for k, was, now, where in changes:
         said = "" if where == source else f" (from {where})"  # --set's warnings predate naming it
         if k == "data.repeat_threshold":  # applied, but the epochs change
