@@ -1446,17 +1446,19 @@ def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, l
     return apply_overrides(base, flat, lines=lines, source=source, stored=stored, pairs_later=pairs_later)
 
 
-def parse_set_args(items: list) -> dict:
+def parse_set_args(items: list, *, word: str = "--set") -> dict:
     """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values are parsed against field types). A key
     given twice, also once alone and once in its section's mapping (``solver.lr=0.1 'solver={lr: 0.3}'``),
-    is warned about; the last one given is used (the dict's order is the order to apply them in)."""
+    is warned about; the last one given is used (the dict's order is the order to apply them in).
+    ``word``: how an item without "=" is refused, as the caller named the items ("--set", ``maskrcnn.train``'s
+    "set=": ``caller_words.set_word``)."""
     import warnings
 
     out: dict = {}
     now: dict = {}  # dotted key -> the value the items so far give it
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise ValueError(f"{word} expects key=value, got {item!r}")
         key, value = (part.strip() for part in item.split("=", 1))
         before = now
         earlier = out.pop(key, None)  # the same key again (a typo, a script adding to a line): dropped
