@@ -92,7 +92,8 @@ def test_resume_lines_and_the_trainers_hints_name_the_keywords(tmp_path):
     with pytest.raises(ValueError) as caught:
         check_resumed_classes(("__background__", "cat"), ("__background__", "dog"), output=tmp_path,
                               train_json="t.json", caller="maskrcnn.train()")
-    assert str(caught.value).startswith(f"resume=True: {tmp_path} was trained on the classes cat"), caught.value
+    said = str(caught.value)
+    assert said.startswith(f"resume=True: {tmp_path} was trained on the classes cat"), said
     assert "init=" in str(caught.value) and "--" not in str(caught.value), caught.value
     trainer = Trainer.__new__(Trainer)  # the hint alone: no model, no data
     trainer._stop_signal, trainer.caller = None, "maskrcnn.train()"
