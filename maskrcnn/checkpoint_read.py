@@ -125,12 +125,13 @@ def bare_state_dict(obj) -> Optional[tuple]:
 
 
 def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional[dict] = None,
-                      config_how: Optional[str] = None) -> tuple:
+                      config_how: Optional[str] = None, overrides_word: str = "overrides=") -> tuple:
     """``(ckpt, notes)`` for predict / eval / export (module docstring): ``spec`` a file, "FILE#ema" for
     its EMA copy; ``config`` the preset or YAML file a bare state dict needs (``overrides`` applied to it,
     as the caller applies them to a checkpoint's); ``config_how``: the remedy the refusal of a bare state
-    dict without ``config`` names (``CONFIG_HOW_LIBRARY`` by default; the commands give theirs).
-    ``CheckpointError`` naming the file otherwise."""
+    dict without ``config`` names (``CONFIG_HOW_LIBRARY`` by default; the commands give theirs);
+    ``overrides_word``: how the refusal of a shape key names ``overrides`` ("overrides=", the commands'
+    "--set"). ``CheckpointError`` naming the file otherwise."""
     from maskrcnn.checkpoint import not_ours_error
     from maskrcnn.interop.weights import split_ema
     from maskrcnn.interop.wrappers import ema_copy, ema_note, inner_state_dict, no_ema_error
@@ -148,7 +149,8 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
             refuse_misfit(path, ckpt["model"], config_from_checkpoint(ckpt, overrides or None))
         except CheckpointError:
             # a key that shapes the model asked for: that setting is at fault, not the file
-            line = asked_shape_refusal(path, ckpt["model"], config_from_checkpoint(ckpt), overrides or {})
+            line = asked_shape_refusal(path, ckpt["model"], config_from_checkpoint(ckpt), overrides or {},
+                                       word=overrides_word)
             if line:
                 raise CheckpointError(line) from None
             raise
@@ -220,8 +222,9 @@ def refuse_misfit(path, state: dict, cfg, *, described: str = "its config descri
     raise error(f"{path}: does not fit the model {described}: {misfit}{after}")
 
 
-def asked_shape_refusal(path, state: dict, held, overrides: dict) -> str:
-    """One line when the model keys of ``overrides`` (``--set``, ``Predictor`` ``overrides=``) make the
+def asked_shape_refusal(path, state: dict, held, overrides: dict, *, word: str = "overrides=") -> str:
+    """One line when the model keys of ``overrides`` (``word``: the commands' "--set", ``Predictor``'s
+    "overrides=", as the caller passed them) make the
     model unable to load ``state``, weights that fit their own config ``held`` (the checkpoint's): it names
     each such key, the value asked and the checkpoint's; "" when the file misfits on its own, or the
     overrides shape nothing (``refuse_misfit``'s line stands)."""
@@ -243,7 +246,7 @@ def asked_shape_refusal(path, state: dict, held, overrides: dict) -> str:
         return ""
     asked_words = ", ".join(f"{k}={_plain(get_key(asked, k))}" for k in keys)
     theirs = ", ".join(f"{k} is {_plain(get_key(held, k))}" for k in keys)
-    return (f"{path}: {asked_words} asked for (--set, overrides=) contradicts the checkpoint's architecture: "
+    return (f"{path}: {asked_words} asked for ({word}) contradicts the checkpoint's architecture: "
             f"its {theirs} ({misfit}); keys that shape the model come from the checkpoint: drop "
             f"{'that setting' if len(keys) == 1 else 'those settings'}")
 

@@ -642,6 +642,13 @@ def _up_to(limit, *, zero: bool = False) -> tuple:
     return (lambda v: 0 < v <= limit), f"in (0, {limit}]"
 
 
+def _at_most(limit, *, zero: bool = False, why: str = "") -> tuple:
+    """``_up_to`` in the words of the lower bound first (``> 0 and at most 100,000``; ``why`` after it):
+    the counts whose lower bound users meet (``solver.batch_size must be > 0``)."""
+    low = ">= 0" if zero else "> 0"
+    return (lambda v: (0 <= v if zero else 0 < v) and v <= limit), f"{low}{why} and at most {limit:,}"
+
+
 # generous upper bounds of what the model is built with: many times any published model's values
 _MAX_CHANNELS = 8192  # fpn_dim and the heads' widths (published models: 256 to 1024)
 _MAX_CLASSES = 100_000  # num_classes (LVIS: 1203)
@@ -651,6 +658,15 @@ _MAX_SIDE = 100_000  # image sides and anchor sizes, in pixels
 _MAX_ANCHORS = 64  # anchor sizes per level and aspect ratios: the RPN head has one output per pair
 _MAX_COUNT = 10_000_000  # proposal and detection counts
 _MAX_LAYERS = 64  # convolutions of a head (published models: 0 to 8)
+_MAX_BATCH = 100_000  # images per iteration (published recipes: 16 to 256)
+_MAX_WORKERS = 1024  # DataLoader processes: one per core of the largest machines, several times over
+# solver.iters of a config to train with: 1e9 is ~30 years at 1 iteration a second (COCO's 1x: 90000);
+# the bound of the other iteration counts (warm-up, periods) too
+MAX_ITERS = 10**9
+# every whole number of every key, whatever its own range: 64 bits, what torch, numpy and the C code under
+# them hold (a seed takes all of them). A 400-digit warmup_iters or num_workers was taken when read and
+# failed later in torch or the loader; a 400-digit pixel_mean passed as "finite" (``_huge_problems``)
+_MAX_WHOLE = 2**64
 
 
 # what a config to train with asks of solver.iters (_training_problems); a negative value says it too, not
@@ -670,7 +686,8 @@ _RANGES = {
     # 2 at least: the background (label 0) and one object class; 1 built a model with no class to find
     "model.num_classes": ((lambda v: 2 <= v <= _MAX_CLASSES), f"in [2, {_MAX_CLASSES}]"),
     "model.fpn_dim": _up_to(_MAX_CHANNELS),
-    "model.size_divisibility": (_non_negative, ">= 0 (0: no padding multiple, as detectron2's C4)"),
+    "model.size_divisibility": _at_most(_MAX_SIDE, zero=True,
+                                        why=" (0: no padding multiple, as detectron2's C4)"),
     "model.pixel_std": (_positive, "> 0"),
     "model.pixel_mean": (_finite, "finite"),
     "model.frozen_bn_eps": (_non_negative, ">= 0"),
@@ -685,17 +702,17 @@ _RANGES = {
     "model.rpn.score_thresh": (_unit, "in [0, 1]"),
     "model.rpn.fg_iou_thresh": (_unit, "in [0, 1]"),
     "model.rpn.bg_iou_thresh": (_unit, "in [0, 1]"),
-    "model.rpn.batch_size_per_image": (_positive, "> 0"),
+    "model.rpn.batch_size_per_image": _up_to(_MAX_COUNT),
     "model.rpn.positive_fraction": (_unit, "in [0, 1]"),
     "model.rpn.smooth_l1_beta": (_non_negative, ">= 0"),
     "model.rpn.loss_weight": (_non_negative, ">= 0"),
     "model.roi_heads.box_head_dim": _up_to(_MAX_CHANNELS),
-    "model.roi_heads.pooler_sampling_ratio": (_non_negative, ">= 0"),
+    "model.roi_heads.pooler_sampling_ratio": _up_to(_MAX_POOL, zero=True),
     "model.roi_heads.box_pool_size": _up_to(_MAX_POOL),
     "model.roi_heads.mask_pool_size": _up_to(_MAX_POOL),
     "model.roi_heads.keypoint_pool_size": _up_to(_MAX_POOL),
-    "model.roi_heads.canonical_box_size": (_positive, "> 0"),
-    "model.roi_heads.batch_size_per_image": (_positive, "> 0"),
+    "model.roi_heads.canonical_box_size": _at_most(_MAX_SIDE),
+    "model.roi_heads.batch_size_per_image": _up_to(_MAX_COUNT),
     "model.roi_heads.positive_fraction": (_unit, "in [0, 1]"),
     "model.roi_heads.fg_iou_thresh": (_unit, "in [0, 1]"),
     "model.roi_heads.bg_iou_thresh": (_unit, "in [0, 1]"),
@@ -719,9 +736,9 @@ _RANGES = {
     # >= 0 here, for the configs stored in checkpoints and run folders (runs of 0 iterations were allowed);
     # a config to train with must ask for 1 or more (load_config, _training_problems)
     "solver.iters": (_non_negative, ">= 0"),  # config_problems says _ITERS_TO_TRAIN unless stored
-    "solver.batch_size": (_positive, "> 0"),
+    "solver.batch_size": _at_most(_MAX_BATCH),
     "solver.accumulate": (_positive, "a whole number >= 1"),
-    "solver.warmup_iters": (_non_negative, ">= 0"),
+    "solver.warmup_iters": _at_most(MAX_ITERS, zero=True),
     "solver.warmup_factor": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "solver.steps": (_non_negative, ">= 0"),
     "solver.gamma": (_positive, "a finite number > 0"),
@@ -736,7 +753,8 @@ _RANGES = {
     "solver.divergence_patience": (_positive, "> 0"),
     "solver.early_stop_patience": (_non_negative, ">= 0 (0: off)"),
     "solver.early_stop_min_delta": (_non_negative, "a finite number >= 0"),
-    "data.num_workers": (_non_negative, ">= 0"),
+    "data.num_workers": _at_most(_MAX_WORKERS, zero=True),
+    "data.min_keypoints_per_image": _at_most(_MAX_KEYPOINTS, zero=True),
     "data.repeat_threshold": (_unit, "in [0, 1] (0: off)"),
 }
 
@@ -927,6 +945,30 @@ def _kind_problems(node, prefix: str = "") -> tuple:
     return problems, fatal
 
 
+_TRAINING_BOUNDS = ("solver.iters", "seed")
+
+
+def _huge_problems(cfg: Config) -> dict:
+    """{key: its problem} for each key holding a whole number of 64 bits or more (``_MAX_WHOLE``), one
+    list item or its only value: every key, its own range or none, so that no key takes a number that
+    torch or the loader fail on later. Said by its length, not its 400 digits."""
+    found = {}
+    for key in config_keys(cfg):
+        value = get_key(cfg, key)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        big = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= _MAX_WHOLE]
+        if big:
+            found[key] = (f"{key} must be below 2**64 in size (what torch and numpy hold), got "
+                          f"{_shown_whole(big[0])}")
+    return found
+
+
+def _shown_whole(v: int) -> str:
+    """A whole number as a message shows it: by its length past 20 digits (a 400-digit one filled lines)."""
+    digits = len(str(abs(v)))
+    return f"an integer of {digits} digits" if digits > 20 else repr(v)
+
+
 # the keys a model is built from (build_model): a stored config's other values (an outdated solver one)
 # do not keep it from loading for inference
 MODEL_KEYS = ("model.", "input.")
@@ -942,6 +984,11 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
     kinds, fatal = _kind_problems(cfg)
     if fatal:  # the checks below compare values of the kinds these ask for
         return kinds
+    # a config to train with: solver.iters and seed are bounded by _training_problems, in their own words
+    huge = {k: p for k, p in _huge_problems(cfg).items() if stored or k not in _TRAINING_BOUNDS}
+    if huge:  # the checks below would show those numbers whole (and compare them): the rest once mended
+        problems = list(huge.values())
+        return kinds + ([p for p in problems if p.startswith(keys)] if keys is not None else problems)
     problems = []
     for key, (test, wanted) in _RANGES.items():
         value = get_key(cfg, key)
@@ -1073,9 +1120,6 @@ def _best_model_problems(s: SolverConfig) -> list:
     return []
 
 
-# solver.iters of a config to train with: 1e9 is ~30 years at 1 iteration a second (COCO's 1x: 90000)
-MAX_ITERS = 10**9
-
 # seeds in [-2**63, 2**64): what torch.manual_seed takes (64 bits, signed or not; checked). The data
 # loader masks a seed to 64 bits and the trainer's draws take it modulo, so every such seed trains
 SEED_RANGE = (-(2**63), 2**64)
@@ -1090,14 +1134,14 @@ def _training_problems(cfg: Config) -> list:
         problems.append(f"solver.iters must be {_ITERS_TO_TRAIN}, got {iters!r}")
     # 1e30 was taken: the log's eta ran to 26 digits and the run never ends; a bound as the seed's
     if isinstance(iters, int) and not isinstance(iters, bool) and iters > MAX_ITERS:
-        got = f"{iters:.3g}" if iters < 10**300 else f"an integer of {len(str(iters))} digits"  # float range
+        got = f"{iters:.3g}" if iters < 10**300 else _shown_whole(iters)  # float range
         problems.append(f"solver.iters must be at most {MAX_ITERS:,} (more than any run can train), "
                         f"got {got}")
     # torch.manual_seed takes 64 bits: seed=1e30 failed later as "Overflow when unpacking long long", not
     # naming the key (a stored config is not checked: its run is over or resumed with its own seed)
     if _is_whole(cfg.seed) and not SEED_RANGE[0] <= cfg.seed < SEED_RANGE[1]:
         problems.append(f"seed must be a whole number in [-2**63, 2**64) (torch's generators take 64 bits), "
-                        f"got {cfg.seed!r}")
+                        f"got {_shown_whole(cfg.seed)}")
     # the C4 ablation's key with an FPN (the default) changed nothing: the FPN model trained without a word
     if cfg.model.fpn and cfg.model.roi_features != "c4":
         problems.append(f"model.roi_features {cfg.model.roi_features} applies only with model.fpn=false "
@@ -1402,17 +1446,19 @@ def from_dict(d: dict, base: Optional[Config] = None, *, stored: bool = False, l
     return apply_overrides(base, flat, lines=lines, source=source, stored=stored, pairs_later=pairs_later)
 
 
-def parse_set_args(items: list) -> dict:
+def parse_set_args(items: list, *, word: str = "--set") -> dict:
     """``["a.b=1", "c=x"]`` -> ``{"a.b": "1", "c": "x"}`` (values are parsed against field types). A key
     given twice, also once alone and once in its section's mapping (``solver.lr=0.1 'solver={lr: 0.3}'``),
-    is warned about; the last one given is used (the dict's order is the order to apply them in)."""
+    is warned about; the last one given is used (the dict's order is the order to apply them in).
+    ``word``: how an item without "=" is refused, as the caller named the items ("--set", ``maskrcnn.train``'s
+    "set=": ``caller_words.set_word``)."""
     import warnings
 
     out: dict = {}
     now: dict = {}  # dotted key -> the value the items so far give it
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise ValueError(f"{word} expects key=value, got {item!r}")
         key, value = (part.strip() for part in item.split("=", 1))
         before = now
         earlier = out.pop(key, None)  # the same key again (a typo, a script adding to a line): dropped

@@ -590,6 +590,7 @@ class Predictor:
         int8: Optional[bool] = None,
         config: Optional[str] = None,
         config_how: Optional[str] = None,
+        overrides_word: str = "overrides=",
         keep_checkpoint: bool = False,
         **kwargs,
     ) -> Predictor:
@@ -603,7 +604,8 @@ class Predictor:
         holds no config (``checkpoint_read.inference_weights``). What was taken (an EMA copy left, a
         wrapper's prefix dropped, default class names) is in the predictor's ``weights_notes``.
         ``config_how``: what the refusal of a bare state dict without ``config`` tells its reader to do (a
-        command names its own option; ``checkpoint_read.inference_weights``).
+        command names its own option; ``checkpoint_read.inference_weights``); ``overrides_word``: how the
+        refusal of an override the weights cannot take names ``overrides`` (a command's "--set").
 
         ``int8``: None runs a file written by ``maskrcnn quantize`` as INT8 and any other in float;
         False runs the float weights of either; True requires the file's "int8" section.
@@ -622,7 +624,8 @@ class Predictor:
             check_overrides(overrides)
         _check_arguments(**kwargs)
         _check_float16_device(kwargs.get("dtype"), resolve_device(device))  # "auto": as cls resolves it
-        ckpt, notes = inference_weights(path, config=config, overrides=overrides, config_how=config_how)
+        ckpt, notes = inference_weights(path, config=config, overrides=overrides, config_how=config_how,
+                                        overrides_word=overrides_word)
         cfg = config_from_checkpoint(ckpt)
         if overrides:
             trained = cfg
@@ -732,6 +735,7 @@ class Predictor:
             check_overrides(overrides)
         if is_onnx_file(path):
             kwargs.pop("config_how", None)
+            kwargs.pop("overrides_word", None)
             if kwargs.pop("config", None) is not None:
                 raise ValueError(f"{path}: --config is for a bare state dict; an exported ONNX file holds "
                                  "its config")

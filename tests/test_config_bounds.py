@@ -59,3 +59,43 @@ def test_a_yaml_number_of_100000_digits_is_refused_naming_file_key_and_line(tmp_
     message = str(e.value)
     assert "big.yaml" in message and "line 2" in message and "'solver.iters'" in message
     assert "set_int_max_str_digits" not in message and len(message) < 400
+
+
+def _numeric_keys() -> list:
+    """Every key of a number or a list of numbers (bools aside), with its default value."""
+    from maskrcnn.config import config_keys, get_key
+
+    cfg, keys = Config(), []
+    for key in config_keys(cfg):
+        value = get_key(cfg, key)
+        values = value if isinstance(value, tuple) else (value,)
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            keys.append((key, isinstance(value, tuple)))
+    return keys
+
+
+@pytest.mark.parametrize("key, is_list", _numeric_keys())
+def test_a_400_digit_integer_in_any_number_key_is_refused_naming_key_file_and_line(tmp_path, key, is_list):
+    # one mechanism for every key: warmup_iters, num_workers, pixel_mean ... took it and failed later
+    big = "9" * 400
+    *sections, leaf = key.split(".")
+    text = "".join("  " * i + s + ":\n" for i, s in enumerate(sections))
+    text += "  " * len(sections) + f"{leaf}: {f'[{big}, {big}, {big}]' if is_list else big}\n"
+    path = tmp_path / "huge.yaml"
+    path.write_text(text)
+    for stored in (False, True):  # a run's config.yaml, a checkpoint's: the same bound
+        with pytest.raises(ValueError) as e:
+            load_config(str(path), stored=stored)
+        message = str(e.value)
+        assert key in message and "huge.yaml" in message and f"line {len(sections) + 1}" in message, message
+        assert big not in message and len(message) < 600, message
+
+
+@pytest.mark.parametrize("key, value", [
+    ("data.num_workers", 100_000), ("solver.batch_size", 10**7), ("solver.warmup_iters", 10**12),
+    ("model.size_divisibility", 10**9), ("model.roi_heads.batch_size_per_image", 10**12),
+    ("data.min_keypoints_per_image", 10**6),
+])
+def test_counts_past_any_real_run_are_refused_when_read(key, value):
+    with pytest.raises(ValueError, match=rf"{key} must be (.*at most [\d,]+|in [\[(]0, \d+\]), got {value}"):
+        load_config("demo", {key: str(value)})

@@ -52,3 +52,53 @@ def test_a_resume_through_the_api_says_set_not_the_option(tmp_path):
     _resumed_config(load_config("demo", {"solver.iters": 1200}), tmp_path, said.append,
                     overrides={"solver.iters": "1200"}, caller="maskrcnn train")
     assert said == ["resume: solver.iters 900 -> 1200 (from --set)"], said
+
+
+def test_a_set_item_without_equals_names_the_keyword(weights_and_data, tmp_path):
+    root = weights_and_data
+    with pytest.raises(ValueError) as caught:
+        maskrcnn.train(train_json=str(root / "train.json"), output=str(tmp_path / "run"),
+                       set=["solver.iters"])
+    assert str(caught.value) == "set= expects key=value, got 'solver.iters'", caught.value
+
+
+def test_the_default_recipe_note_names_the_keywords(weights_and_data, tmp_path, capsys):
+    root = weights_and_data
+    with pytest.raises(ValueError, match="solver.iters must be >= 1"):  # refused after the note, untrained
+        maskrcnn.train(train_json=str(root / "train.json"), output=str(tmp_path / "run"),
+                       init=str(root / "tiny.pth"), set={"solver.iters": 0})
+    out = capsys.readouterr().out
+    assert f"config= not given: init={str(root / 'tiny.pth')!r} is a detector" in out, out
+    assert "set= changes any of it); config='r50_fpn' for the from-scratch recipe" in out, out
+    assert "--config" not in out and "--init" not in out and "--set" not in out, out
+
+
+def test_an_earlier_run_in_output_is_refused_in_keywords(weights_and_data, tmp_path):
+    root = weights_and_data
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError) as caught:
+        maskrcnn.train(train_json=str(root / "train.json"), output=str(tmp_path / "run"),
+                       set={"solver.iters": 1})
+    said = str(caught.value)
+    assert "pass resume=True to continue it, overwrite=True to replace it, or choose another output=" in said
+    assert "--" not in said, said
+
+
+def test_resume_lines_and_the_trainers_hints_name_the_keywords(tmp_path):
+    from maskrcnn.engine.trainer import Trainer
+    from maskrcnn.engine.training import check_resumed_classes
+
+    with pytest.raises(ValueError) as caught:
+        check_resumed_classes(("__background__", "cat"), ("__background__", "dog"), output=tmp_path,
+                              train_json="t.json", caller="maskrcnn.train()")
+    said = str(caught.value)
+    assert said.startswith(f"resume=True: {tmp_path} was trained on the classes cat"), said
+    assert "init=" in str(caught.value) and "--" not in str(caught.value), caught.value
+    trainer = Trainer.__new__(Trainer)  # the hint alone: no model, no data
+    trainer._stop_signal, trainer.caller = None, "maskrcnn.train()"
+    said = str(trainer._worker_death_error(RuntimeError("DataLoader worker (pid 7) is killed by signal")))
+    assert "fewer workers (set={'data.num_workers': 1}) or none" in said, said
+    trainer.caller = "maskrcnn train"  # the command: its option, as before
+    said = str(trainer._worker_death_error(RuntimeError("DataLoader worker (pid 7) is killed by signal")))
+    assert "fewer workers (--set data.num_workers=1) or none" in said, said

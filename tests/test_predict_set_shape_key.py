@@ -34,7 +34,7 @@ def test_a_set_shape_key_contradicting_the_checkpoint_blames_the_set(checkpoint,
                "--device", "cpu", "--set", "model.fpn_dim=128", "model.roi_heads.score_thresh=0.5"])
     err = capsys.readouterr().err
     assert rc == 1, err
-    assert (f"{checkpoint}: model.fpn_dim=128 asked for (--set, overrides=) contradicts the checkpoint's "
+    assert (f"{checkpoint}: model.fpn_dim=128 asked for (--set) contradicts the checkpoint's "
             "architecture: its model.fpn_dim is 32 (fpn.") in err, err
     assert "keys that shape the model come from the checkpoint" in err, err
     assert "score_thresh" not in err and "does not fit the model its config describes" not in err, err
@@ -42,3 +42,14 @@ def test_a_set_shape_key_contradicting_the_checkpoint_blames_the_set(checkpoint,
     rc = main(["predict", "--weights", str(checkpoint), str(img), "--output", str(tmp_path / "p"),
                "--device", "cpu", "--set", "model.roi_heads.score_thresh=0.5"])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_the_api_refusal_names_overrides_not_the_commands_set(checkpoint):
+    # the line wrote "(--set, overrides=)" for either caller: each now names what its caller passed
+    from maskrcnn import Predictor
+    from maskrcnn.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError) as e:
+        Predictor.from_checkpoint(checkpoint, device="cpu", overrides={"model.fpn_dim": 128})
+    assert f"{checkpoint}: model.fpn_dim=128 asked for (overrides=) contradicts" in str(e.value), e.value
+    assert "--set" not in str(e.value), e.value

@@ -124,21 +124,26 @@ def _sets_key(written: frozenset, overrides: dict, dotted: str) -> bool:
     return dotted in written or dotted in set_keys(overrides)
 
 
-def default_config(init, *, resume: bool, say, reads=None) -> str:
+def default_config(init, *, resume: bool, say, reads=None, caller: str = "maskrcnn train") -> str:
     """The preset when ``--config`` is left out: ``finetune`` when ``--init`` is a whole detector (ours, or
     torchvision's, detectron2's, MMDetection's), said in one line (``say``) with how to choose otherwise;
     ``r50_fpn`` (the from-scratch recipe: lr 0.02, 16 images, 90k iterations) otherwise: no ``--init``, an
     ImageNet backbone, weights that cannot be read (their refusal comes later), and ``--resume`` (the run's
-    own config.yaml). ``reads``: a ``FileReads`` keeping the file read here for the run's weights."""
+    own config.yaml). ``reads``: a ``FileReads`` keeping the file read here for the run's weights.
+    ``caller``: how the line names the options (``caller_words``: ``maskrcnn.train()``'s keywords)."""
     if not init or resume:
         return "r50_fpn"
     from maskrcnn.interop.weights import init_kind
 
     if init_kind(init, reads=reads) != "detector":
         return "r50_fpn"
-    say(f"--config not given: --init {init} is a detector, so the finetune preset's recipe is used (4 images "
-        "per iteration, lr 0.005, 2000 iterations, validation and a checkpoint every 500; --set changes any "
-        "of it); --config r50_fpn for the from-scratch recipe")
+    from maskrcnn.engine.caller_words import given, option_word
+
+    config = option_word(caller, "--config")
+    say(f"{config} not given: {given(caller, '--init', init)} is a detector, so the finetune preset's recipe "
+        "is used (4 images per iteration, lr 0.005, 2000 iterations, validation and a checkpoint every 500; "
+        f"{option_word(caller, '--set')} changes any of it); {given(caller, '--config', 'r50_fpn')} for the "
+        "from-scratch recipe")
     return "finetune"
 
 
@@ -244,7 +249,9 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
     if result["interrupted"] and result.get("end_line"):
         pass  # stopped after the last iteration: the trainer said what its end wrote and what it skipped
     elif result["interrupted"] and trainer.is_main:  # once, not once per process
-        print(f"stopped at iteration {result['iteration']}; continue with --resume")
+        from maskrcnn.engine.caller_words import option_word
+
+        print(f"stopped at iteration {result['iteration']}; continue with {option_word(caller, '--resume')}")
     elif getattr(trainer, "is_main", du.get_rank() == 0):  # a caller's stand-in may not say
         line = finished_line(args.output, result)
         if line:
@@ -274,6 +281,7 @@ def _set_up(args, given: dict, *, config_said=None, caller="maskrcnn train"):
     from maskrcnn.commands.data_report import image_dir_or_default
     from maskrcnn.config import load_config_keys, parse_set_args
     from maskrcnn.engine import distributed as du
+    from maskrcnn.engine.caller_words import option_word
     from maskrcnn.engine.device import resolve_device
     from maskrcnn.engine.run_data import RUN_DATA, record_run_data, resume_data_arguments
     from maskrcnn.engine.training import build_training
@@ -293,14 +301,14 @@ def _set_up(args, given: dict, *, config_said=None, caller="maskrcnn train"):
     if data["val_json"]:
         data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images",
                                                   also=(data["train_images"], "--train-images"))
-    overrides = parse_set_args(args.set)
+    overrides = parse_set_args(args.set, word=option_word(caller, "--set"))
     if args.init:
         overrides["model.init_weights"] = args.init
     # the --init file read to choose the preset is the one whose weights start the run: read once
     reads = FileReads()
     config = args.config or default_config(overrides.get("model.init_weights"), resume=args.resume,
-                                           say=du.say_on_launch_rank0,
-                                           reads=reads)  # --init, or --set model.init_weights
+                                           say=du.say_on_launch_rank0, reads=reads,
+                                           caller=caller)  # --init, or --set model.init_weights
     cfg, written = load_config_keys(config, overrides)  # the --config file read once
     trainer, cfg = build_training(
         cfg,

@@ -18,10 +18,10 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def config_kwargs(args: argparse.Namespace) -> dict:
     """``Predictor.from_checkpoint`` keywords of a command with ``--config``: it, and the refusal of a bare
-    state dict without it naming the option."""
+    state dict without it naming the option, and a ``--set`` the weights cannot take naming ``--set``."""
     from maskrcnn.checkpoint_read import CONFIG_HOW_CLI
 
-    return {"config": args.config, "config_how": CONFIG_HOW_CLI}
+    return {"config": args.config, "config_how": CONFIG_HOW_CLI, "overrides_word": "--set"}
 
 
 def no_config_kwargs(command: str) -> dict:
@@ -29,7 +29,7 @@ def no_config_kwargs(command: str) -> dict:
     serve, benchmark): the refusal of a bare state dict says it has none, and what to do instead."""
     from maskrcnn.checkpoint_read import config_how_without_option
 
-    return {"config_how": config_how_without_option(command)}
+    return {"config_how": config_how_without_option(command), "overrides_word": "--set"}
 
 
 def print_weights_notes(predictor, weights) -> None:

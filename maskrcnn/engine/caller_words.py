@@ -1,61 +1,68 @@
 """How a line names what its caller used: ``maskrcnn train``'s options (``--set model.fpn_dim=128``,
 ``--init W``) or ``maskrcnn.train()``'s keywords (``set={'model.fpn_dim': 128}``, ``init='W'``).
 
-One table (``CALLERS``) for every training message that names a way in or out: a notebook's error named
-the ``--set`` it never typed. A message asks it (``set_word``, ``set_item``, ``init_word``) rather than
-spelling an option itself. The keys are ``build_training``'s ``caller`` values.
+One table of option -> keyword (``KEYWORDS``) for every training message that names a way in or out: a
+notebook's error named the ``--set`` it never typed. A message asks it (``option_word``, ``set_word``,
+``set_item``, ``init_word``, ``given``) rather than spelling an option itself. The callers are
+``build_training``'s ``caller`` values (``CALLERS``: the forms of the frozen-parts refusal).
 """
 
 from __future__ import annotations
 
-# caller: (the weights missing, start from weights {w}, config changes {kv} / {dict}, the changes' name,
-# the weights' name)
+API = "maskrcnn.train()"  # the library's caller; the others are commands (or build_training's own)
+
+# the command's option -> maskrcnn.train()'s keyword for it: the one place a line's option becomes a keyword
+KEYWORDS = {"--set": "set=", "--init": "init=", "--resume": "resume=True", "--output": "output=",
+            "--config": "config=", "--overwrite": "overwrite=True"}
+
+# callers without an --init option: their weights are the key itself (maskrcnn demo: its --set names it;
+# build_training: the Config's). Their resume lines keep the command's --init (option_word)
+_KEY_FOR_INIT = frozenset({"maskrcnn demo", "build_training"})
+
+# caller: (the weights missing, start from weights {w}, config changes {kv} / {dict}); the refusal of frozen
+# parts over random weights (frozen_parts) spells its way out from these
 CALLERS = {
-    "maskrcnn train": ("no --init, model.init_weights is empty", "--init {w}", "--set {kv}", "--set",
-                       "--init"),
-    # no --init (its --set names the key)
-    "maskrcnn demo": ("model.init_weights is empty", "--set model.init_weights={w}", "--set {kv}", "--set",
-                      "model.init_weights"),
-    "maskrcnn.train()": ("no init=, model.init_weights is empty", "init={w!r}", "set={dict}", "set=",
-                         "init="),
+    "maskrcnn train": ("no --init, model.init_weights is empty", "--init {w}", "--set {kv}"),
+    "maskrcnn demo": ("model.init_weights is empty", "--set model.init_weights={w}", "--set {kv}"),
+    API: ("no init=, model.init_weights is empty", "init={w!r}", "set={dict}"),
     # build_training's ``overrides`` are the --set keys of the command that calls it (its docstring): its
     # lines keep the option's name, as the commands' and the library's own tests read them
     "build_training": ("the Config's model.init_weights is empty", "model.init_weights={w!r} in the Config",
-                       "{dict} in the Config", "--set", "model.init_weights"),
+                       "{dict} in the Config"),
 }
 
 # the names changes go by; an option's is written "--set key=value", a keyword's "set={'key': value}"
-SET_WORDS = frozenset(row[3] for row in CALLERS.values())
+SET_WORDS = frozenset({"--set", KEYWORDS["--set"]})
 
 
-def _row(caller: str) -> tuple:
-    return CALLERS.get(caller, CALLERS["maskrcnn train"])
+def option_word(caller: str, option: str) -> str:
+    """``option`` ("--set", "--resume", "--output", "--init", ...) as ``caller`` names it: its keyword for
+    ``maskrcnn.train()`` ("set=", "resume=True", "output=", "init="), the option itself for the commands."""
+    return KEYWORDS.get(option, option) if caller == API else option
 
 
 def set_word(caller: str) -> str:
     """The name of ``caller``'s config changes: "--set", or "set=" (``maskrcnn.train()``)."""
-    return _row(caller)[3]
+    return option_word(caller, "--set")
 
 
 def init_word(caller: str) -> str:
-    """The name of ``caller``'s starting weights: "--init", "init=", "model.init_weights"."""
-    return _row(caller)[4]
+    """The name of ``caller``'s starting weights: "--init", "init=", or "model.init_weights" for a caller
+    without the option."""
+    return "model.init_weights" if caller in _KEY_FOR_INIT else option_word(caller, "--init")
 
 
-def option_word(caller: str, option: str) -> str:
-    """``option`` ("--resume", "--output", "--init") as ``caller`` names it: the keyword for
-    ``maskrcnn.train()`` ("resume=True", "output=", "init="), the option itself for the commands."""
-    if caller != "maskrcnn.train()":
-        return option
-    return {"--resume": "resume=True", "--output": "output=", "--init": "init="}.get(option, option)
+def given(caller: str, option: str, value) -> str:
+    """``option`` given ``value`` as ``caller`` writes it: "--init W", or "init='W'"."""
+    word = option_word(caller, option)
+    return f"{word}{value!r}" if word != option else f"{option} {value}"
 
 
 def new_run(caller: str, weights: str, folder: str = "ANOTHER_FOLDER") -> str:
     """How ``caller`` starts a new run from ``weights`` in ``folder``: "--init W --output F" or
     "init='W', output='F'"."""
-    if caller == "maskrcnn.train()":
-        return f"init={weights!r}, output={folder!r}"
-    return f"--init {weights} --output {folder}"
+    sep = ", " if caller == API else " "
+    return sep.join((given(caller, "--init", weights), given(caller, "--output", folder)))
 
 
 def set_item(word: str, key: str, value, shown=None) -> str:

@@ -76,7 +76,7 @@ def untrained_frozen_refusal(cfg, *, config: str = "the config", caller: str = "
         what.append(f"model.freeze_at={m.freeze_at} keeps the backbone's {stages} at their random "
                     "initialisation for the whole run")
     what += [why for _, why in norms]
-    missing, init_form, set_form, *_ = CALLERS.get(caller, CALLERS["maskrcnn train"])
+    missing, init_form, set_form = CALLERS.get(caller, CALLERS["maskrcnn train"])
     scratch = {key: "bn" for key, _ in norms}
     if m.freeze_at:
         scratch["model.freeze_at"] = 0

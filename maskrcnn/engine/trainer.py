@@ -494,6 +494,21 @@ class Trainer:
     equal size.
     """
 
+    # who runs it, as build_training's ``caller``: its lines name the way on as that caller does ("continue
+    # with --resume", or maskrcnn.train()'s "resume=True": ``caller_words``); set by build_training
+    caller = "maskrcnn train"
+
+    @property
+    def _resume(self) -> str:
+        from maskrcnn.engine.caller_words import option_word
+
+        return option_word(self.caller, "--resume")
+
+    def _set_item(self, key: str, value) -> str:
+        from maskrcnn.engine.caller_words import set_item, set_word
+
+        return set_item(set_word(self.caller), key, value)
+
     def __init__(
         self,
         *,
@@ -655,7 +670,7 @@ class Trainer:
             raise CheckpointWriteError(
                 f"could not write {what} {path} after iteration {self.iteration}: {e.strerror or e}; "
                 f"{self._kept_checkpoint_text()}{kept_note} (make room or fix the folder, then continue with "
-                "--resume)"
+                f"{self._resume})"
             ) from e
 
     def _check_finite_weights(self, state: dict) -> None:
@@ -874,7 +889,8 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except ValueError as e:  # groups of other sizes: the weight decays group the parameters otherwise
             raise ValueError(
-                f"--resume: the checkpoint's optimizer state does not fit this run's parameter groups ({e}); "
+                f"{self._resume}: the checkpoint's optimizer state does not fit this run's parameter "
+                f"groups ({e}); "
                 "solver.weight_decay, weight_decay_norm and weight_decay_bias group the parameters: keep "
                 "the run's values, or start a new run with --init") from None
         for group, kept in zip(self.optimizer.param_groups, settings):
@@ -1051,7 +1067,7 @@ class Trainer:
                 raise StoppedBySignal(
                     f"stopped by {stop_signals.signal_name(signum)} after iteration {self.iteration}"
                     f"{self._last_text()}: {self.output_dir / FINAL_NAME} written; final evaluation stopped; "
-                    "continue with --resume to run it", first)
+                    f"continue with {self._resume} to run it", first)
             if self._stop_signal is None:  # the first one: a SIGTERM after a Ctrl-C still exits 130
                 self._stop_signal = signum
             if self.is_main and signum == signal.SIGINT:
@@ -1071,17 +1087,18 @@ class Trainer:
         kept = self._kept_checkpoint_text()
         if not self._ending:
             return (f"stopped at once during iteration {self.iteration + 1}, not saved; {kept} (continue "
-                    "with --resume)")
+                    f"with {self._resume})")
         where = f"stopped at once after iteration {self.iteration}{self._last_text()}, while {self._ending}"
         final = f"{self.output_dir / FINAL_NAME} written"
         curves = ", curves.png not drawn" if self._ending == "drawing curves.png" else ""
         if self._end_state == "finished":
-            return f"{where}: the run is finished ({final}){curves} (continue with --resume to draw it)"
+            return f"{where}: the run is finished ({final}){curves} (continue with {self._resume} to draw it)"
         if self._end_state == "final":
-            return f"{where}: {final}; final evaluation not run{curves} (continue with --resume to run it)"
+            return (f"{where}: {final}; final evaluation not run{curves} (continue with {self._resume} to "
+                    "run it)")
         if curves:  # after a stop in the loop, which saved its checkpoint
-            return f"{where}: {kept}{curves} (continue with --resume)"
-        return f"{where}, not saved; {kept} (continue with --resume)"
+            return f"{where}: {kept}{curves} (continue with {self._resume})"
+        return f"{where}, not saved; {kept} (continue with {self._resume})"
 
     # ------------------------------------------------------------------ loop
     def _autocast(self):
@@ -1185,7 +1202,7 @@ class Trainer:
             f"{since}, {_in_a_row(g.streak, 'iteration')} (now {loss:.4g}; learning rate "
             f"{lr:.4g}); not saved; {kept}. Try a lower solver.lr, a "
             "longer solver.warmup_iters or gradient clipping (solver.clip_grad_norm), then train again or "
-            "--resume (solver.divergence_factor=0 turns this check off)"
+            f"{self._resume} (solver.divergence_factor=0 turns this check off)"
         )
 
     def _evaluate(self) -> None:
@@ -1331,11 +1348,12 @@ class Trainer:
             name = signal.Signals(self._stop_signal).name
             return StoppedBySignal(
                 f"stopped by {name} during iteration {self.iteration + 1}, which ended the DataLoader "
-                f"workers too; not saved: {self._kept_checkpoint_text()} (continue with --resume)",
+                f"workers too; not saved: {self._kept_checkpoint_text()} (continue with {self._resume})",
                 self._stop_signal)
         return RuntimeError(
             f"{str(e).strip().rstrip('.')}: a process reading the training images was ended (most likely "
-            "out of memory, or killed from outside); fewer workers (--set data.num_workers=1) or none "
+            "out of memory, or killed from outside); fewer workers "
+            f"({self._set_item('data.num_workers', 1)}) or none "
             "(data.num_workers=0: the images are read in the training process itself) work around it")
 
     def train(self) -> dict:
@@ -1434,7 +1452,8 @@ class Trainer:
         name = stop_signals.signal_name(self._stop_signal)
         written = f"{self.output_dir / FINAL_NAME} written"
         after = f"after iteration {self.iteration}{self._last_text()}"
-        line = (f"stopped by {name} {after}: {written}; final evaluation not run (continue with --resume to "
+        line = (f"stopped by {name} {after}: {written}; final evaluation not run (continue with "
+                f"{self._resume} to "
                 "run it)" if skipped else
                 f"{name} came {after}, during the run's end: it was finished ({written})")
         if self.is_main:

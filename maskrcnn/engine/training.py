@@ -17,7 +17,9 @@ again. Its model section is the one stored in the checkpoint resumed from (``_ch
 explicitly (``--set``, the ``overrides`` argument) go over it: solver, input and data changes are applied, one
 line each (``resume: solver.iters 900 -> 1200 (from --set)``; the trainer then follows the new lr and
 schedule, ``engine/trainer.py``); a value of ``config.yaml`` outside the model edited since the checkpoint is
-applied and said the same way (``resume: input.max_size 1333 -> 1024 (from config.yaml)``, ``_edited_keys``);
+applied and said the same way (``resume: input.max_size 1333 -> 1024 (from config.yaml, not the
+checkpoint's: an edit, or an earlier --resume's --set)``, ``_edited_keys``: a resume's ``--set`` is written
+there before the run's next checkpoint);
 model settings that differ from the run's are named in a warning line (they are not applied: the checkpoint
 holds that model). A ``--config`` given with ``--resume`` is not applied
 either: its values that differ from the run's are named in one warning (model keys in the model warning), so
@@ -37,7 +39,8 @@ preset's with the cosine schedule, ``solver.lr_min_factor`` with the step one) a
 the run are said in note lines (``schedule.schedule_notes``). A training set without a usable image is
 one error saying why (image files not found, only crowd annotations); images ``data.filter_empty`` left
 out (no annotations, only crowd ones) and those ``data.min_keypoints_per_image`` left out of a keypoint
-run are counted by reason in one note line (``left_out_line``).
+run are counted by reason in one note line (``left_out_line``). The set-up's note and warning lines are
+said once every check has passed: a refused run says its one error line alone.
 
 A training size set explicitly (``--set``, a ``--config`` file) without its test size brings it along
 (``follow_training_sizes``: ``input.min_size_test`` the largest ``input.min_size``, ``input.max_size_test``
@@ -111,6 +114,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         validate_config,
     )
 
+    resume = option_word(caller, "--resume")  # "--resume", or maskrcnn.train()'s "resume=True"
     saved_path = output / "config.yaml"
     later = say if notes is None else notes.append  # said once the run goes on (config.yaml written)
     edited = {}  # key -> the checkpoint's value, where config.yaml was edited since (_edited_keys)
@@ -118,7 +122,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         saved = load_config(str(saved_path), stored=True)
         if from_checkpoint:
             read = {} if read is None else read  # the checkpoint read once, for both
-            saved = _checkpoints_model(saved, saved_path, later, read=read)
+            saved = _checkpoints_model(saved, saved_path, later, read=read, caller=caller)
             edited = _edited_keys(saved, read)
     else:
         # a run folder copied without its config.yaml (or the file deleted): the checkpoint's own config
@@ -127,7 +131,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
         if held is None:
             return cfg, ()
         saved, path = held
-        later(f"note: --resume: {output} has no config.yaml: the run goes on with the config stored in "
+        later(f"note: {resume}: {output} has no config.yaml: the run goes on with the config stored in "
               f"{path.name}, which is written as {saved_path.name}")
     everything = overrides is None
     overrides = dict(overrides or {})
@@ -162,7 +166,7 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
             f"from its last checkpoint and never loads other weights. To fine-tune from {asked_init}, "
             f"choose another {option_word(caller, '--output')}.")
     if asked_init and from_checkpoint:
-        say(f"--resume: continuing from the run's checkpoint; {option_word(caller, '--init')} {asked_init} "
+        say(f"{resume}: continuing from the run's checkpoint; {option_word(caller, '--init')} {asked_init} "
             "was applied when the run started and is not applied again")
 
     differing = [k for k in asked if k not in derived and asked[k] != kept.get(k)]
@@ -171,13 +175,13 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     if ignored:
         why = ("its checkpoint holds that model" if from_checkpoint else
                f"{output} holds no checkpoint yet: the run starts again from scratch with its own settings")
-        say(f"warning: --resume keeps the run's model config ({why}); not applied: {', '.join(ignored)}")
+        say(f"warning: {resume} keeps the run's model config ({why}); not applied: {', '.join(ignored)}")
     applied = [k for k in differing if not k.startswith("model.") and (everything or _asked(k, overrides))]
     from_config = [k for k in differing if not k.startswith("model.") and k not in applied and named(k)]
     if from_config:
         listed = ", ".join(f"{k}={asked[k]} (the run's: {kept.get(k)})" for k in from_config)
         said = config_phrase(config_named, config_said)
-        say(f"warning: --resume goes on with the run's settings ({saved_path}); {said} "
+        say(f"warning: {resume} goes on with the run's settings ({saved_path}); {said} "
             f"differs in {listed}: not applied (on {option_word(caller, '--resume')} only {set_word(caller)} "
             "changes a setting)")
     # stored=True: the run's own values stand (fractional solver.steps earlier versions took); those asked
@@ -189,14 +193,18 @@ def _resumed_config(cfg, output: Path, say, *, overrides=None, config_named=None
     # one list of changes, whatever asked for them: (key, the run's value, the new one, where from); a key
     # edited in config.yaml and --set again is said once, from --set
     changes = [(k, kept.get(k), asked[k], source) for k in applied]
-    changes += [(k, edited[k], kept.get(k), saved_path.name) for k in sorted(edited) if k not in applied]
+    # config.yaml differing from the checkpoint is all that is known: an edit, or an earlier resume's change
+    # written there by a run stopped before its next checkpoint (not the user's edit, then)
+    from_file = (f"{saved_path.name}, not the checkpoint's: an edit, or an earlier "
+                 f"{option_word(caller, '--resume')}'s {set_word(caller)}")
+    changes += [(k, edited[k], kept.get(k), from_file) for k in sorted(edited) if k not in applied]
     for k, was, now, where in changes:
         said = "" if where == source else f" (from {where})"  # --set's warnings predate naming it
         if k == "data.repeat_threshold":  # applied, but the epochs change
-            say(f"warning: --resume with data.repeat_threshold={now:g}{said}, the run's was {was:g}: the "
+            say(f"warning: {resume} with data.repeat_threshold={now:g}{said}, the run's was {was:g}: the "
                 "images drawn from now on differ from the run's")
         elif k == "solver.batch_size":  # applied, but iteration t is now batch t of another epoch plan
-            say(f"warning: --resume with solver.batch_size={now}{said}, the run's was {was}: the images "
+            say(f"warning: {resume} with solver.batch_size={now}{said}, the run's was {was}: the images "
                 "drawn from now on differ from an uninterrupted run's (the order is planned per iteration "
                 f"and batch size), and solver.iters counts batches of {now}")
         else:
@@ -226,7 +234,7 @@ def _edited_keys(saved, read: dict) -> dict:
             if not k.startswith("model.") and k not in _FILLED_KEYS and ours.get(k) != theirs[k]}
 
 
-def _checkpoints_model(saved, saved_path: Path, say, read=None):
+def _checkpoints_model(saved, saved_path: Path, say, read=None, caller="maskrcnn train"):
     """``saved`` (the run's ``config.yaml``) with the model section of the checkpoint the resume continues
     from, the one ``Trainer.resume`` loads (the first of ``checkpoint_candidates`` that loads): its weights
     are of that model. A ``config.yaml`` whose model section was edited, or copied from another run, made
@@ -247,7 +255,8 @@ def _checkpoints_model(saved, saved_path: Path, say, read=None):
     shown = [f"{k}={ours.get(k)!r} (the checkpoint's: {theirs[k]!r})" for k in differing[:_SHOWN_KEYS]]
     more = len(differing) - len(shown)
     listed = ", ".join(shown) + (f" and {more} more model key{'s' if more > 1 else ''}" if more > 0 else "")
-    say(f"warning: --resume: {saved_path} differs from the checkpoint it continues from ({path.name}) in "
+    say(f"warning: {option_word(caller, '--resume')}: {saved_path} differs from the checkpoint it "
+        f"continues from ({path.name}) in "
         f"{listed}; the checkpoint's model is used (its weights are of that model), and {saved_path.name} "
         "is written back with it")
     saved = saved.copy()
@@ -340,7 +349,8 @@ def check_resumed_classes(run_classes: tuple, data_classes: tuple, *, output: Pa
         "the same names in another order" if not added and not missing else "",
     ) if x)  # fmt: skip
     raise ValueError(
-        f"--resume: {output} was trained on the classes {', '.join(run_set)}, but {train_json} has "
+        f"{option_word(caller, '--resume')}: {output} was trained on the classes {', '.join(run_set)}, "
+        f"but {train_json} has "
         f"{', '.join(data_set)} ({what}); a resumed run continues with the same classes. To train on the "
         f"new set from this run's weights, start a new run: "
         f"{new_run(caller, _weights_to_start_from(output))}")
@@ -710,15 +720,28 @@ def build_training(
     if earlier and not resume and not overwrite:
         names = short_listing((p.name for p in earlier), limit=5)
         raise ValueError(
-            f"{output} already holds a training run ({names}); pass --resume to continue it, --overwrite "
-            f"to replace it, or choose another --output"
-        )
+            f"{output} already holds a training run ({names}); pass {option_word(caller, '--resume')} to "
+            f"continue it, {option_word(caller, '--overwrite')} to replace it, or choose another "
+            f"{option_word(caller, '--output')}")
     refusal = finished_without_checkpoint(output) if resume else ""
     if refusal:  # before anything is written: the config.yaml of a fresh start would replace the run's
         raise ValueError(refusal)
 
+    # the set-up's lines (the schedule's notes, the data's, a resume's changes) wait until every check has
+    # passed: a run refused on its data or its validation set says its one error, not notes before it
+    waiting: list = []
+
     def say(line: str) -> None:
-        du.say_on_launch_rank0(line, file=log_stream)
+        if waiting is not None:
+            waiting.append(line)
+        else:
+            du.say_on_launch_rank0(line, file=log_stream)
+
+    def checks_passed() -> None:
+        nonlocal waiting
+        lines, waiting = waiting, None
+        for line in lines:
+            say(line)
 
     source, changes, kept, run_classes, resume_notes = None, {}, {}, (), []
     read: dict = {}  # the checkpoint resumed from, read once for its config and its weights
@@ -913,6 +936,7 @@ def build_training(
     # under torchrun, before the model (DDP's own check of the weights' shapes fails obscurely) and before
     # any write: a process given other data or another --set would train on silently
     check_same_setup(cfg, train_set, train_json, val_set, val_json)
+    checks_passed()
     with torch.random.fork_rng(devices=[]):  # the same initial weights on every rank, global RNG untouched
         torch.manual_seed(cfg.seed)
         model = build_model(cfg)
@@ -972,6 +996,7 @@ def build_training(
             say(f"  report: {output / INIT_REPORT}")
         say(frozen_line(model, freeze_at=cfg.model.freeze_at))  # from requires_grad, not the config
     trainer.unread_images = unread  # filled as the run reads: said at its end (unread_line)
+    trainer.caller = caller  # its lines name the way on as the caller does (continue with --resume)
 
     def say_notes() -> None:  # only once the run goes on (a refused resume says one line), right after
         while resume_notes:  # "resumed from" and before what they lead to (an earlier end set aside, or
@@ -980,14 +1005,16 @@ def build_training(
     resumed = resume and trainer.resume(then=say_notes, read=read or None)
     read.clear()  # its tensors are the model's and the optimizer's now
     if resume and not resumed and rank == 0:
-        trainer.logger.print(f"--resume: no checkpoint in {output}, starting from scratch")
+        trainer.logger.print(f"{option_word(caller, '--resume')}: no checkpoint in {output}, starting "
+                             "from scratch")
     say_notes()  # no checkpoint resumed from: the run starts again with the run's settings
     if resumed and trainer.iteration >= trainer.max_iter and rank == 0:
         # what the run's end left undone (model_final.pth, the final evaluation) is done next, and said
         left = getattr(trainer, "_left", None) or {}
         rest = ("no iteration left to train" if left.get("weights") or left.get("eval") else
                 "nothing left to train (raise solver.iters to train on)")
-        trainer.logger.print(f"--resume: the run is already at iteration {trainer.iteration} of solver.iters "
+        trainer.logger.print(f"{option_word(caller, '--resume')}: the run is already at iteration "
+                             f"{trainer.iteration} of solver.iters "
                              f"{trainer.max_iter}: {rest}")
     if resuming and rank == 0:  # a resume refused by the checkpoint leaves the run's config.yaml as it was
         save_config(cfg, output / "config.yaml")

@@ -244,6 +244,7 @@ def test_python_resume_of_a_finished_run_changes_nothing(tmp_path, finished_run,
     path = maskrcnn.train(output=run, resume=True)
     assert path == run / "model_final.pth"
     text = capsys.readouterr()
-    assert NOTHING_LEFT in text.out + text.err, text
+    # in the caller's words: resume=True, not the command's --resume
+    assert NOTHING_LEFT.replace("--resume:", "resume=True:") in text.out + text.err, text
     assert "AP50" not in text.out and "running the final evaluation" not in text.out, text
     assert _times(run) == before

@@ -39,6 +39,10 @@ def _dataset(folder):
         "categories": [{"id": 1, "name": "box"}], "annotations": ann}))
     return path, images
 
+# how a resume names a value of config.yaml that differs from the checkpoint's (an edit, or an earlier
+# resume's --set): not "(from config.yaml)" alone, which read as the user's edit
+_FROM_FILE = "config.yaml, not the checkpoint's: an edit, or an earlier --resume's --set"
+
 
 def _build(cfg, data, run, **kwargs):
     stream = io.StringIO()
@@ -139,7 +143,7 @@ def test_a_solver_value_edited_in_config_yaml_is_said_as_a_set_one_is(run):
     lr = load_config("demo", _TINY).solver.lr
     _edit(out / "config.yaml", ("solver",), lr=0.5)
     _, cfg, stream = _build(load_config("demo"), data, out, resume=True, overrides={})
-    assert f"resume: solver.lr {lr} -> 0.5 (from config.yaml)\n" in stream.getvalue(), stream.getvalue()
+    assert f"resume: solver.lr {lr} -> 0.5 (from {_FROM_FILE})\n" in stream.getvalue(), stream.getvalue()
     assert cfg.solver.lr == 0.5
     # unedited: nothing said (the checkpoint's config and config.yaml agree)
     _edit(out / "config.yaml", ("solver",), lr=lr)
@@ -162,10 +166,11 @@ def test_input_and_data_values_edited_in_config_yaml_are_said_as_solver_ones_are
     _, cfg, stream = _build(load_config("demo", {"solver.lr": 0.25}), data, out, resume=True,
                             overrides={"solver.lr": "0.25"})
     log = stream.getvalue()
-    for line in ("resume: input.min_size 32 -> [40] (from config.yaml)\n",
-                 "resume: input.max_size 32 -> 48 (from config.yaml)\n",
-                 "resume: data.aspect_ratio_grouping True -> False (from config.yaml)\n",
-                 "warning: --resume with data.repeat_threshold=0.5 (from config.yaml), the run's was 0: the "
+    for line in (f"resume: input.min_size 32 -> [40] (from {_FROM_FILE})\n",
+                 f"resume: input.max_size 32 -> 48 (from {_FROM_FILE})\n",
+                 f"resume: data.aspect_ratio_grouping True -> False (from {_FROM_FILE})\n",
+                 f"warning: --resume with data.repeat_threshold=0.5 (from {_FROM_FILE}), the run's was 0: "
+                 "the "
                  "images drawn from now on differ from the run's\n",
                  "resume: solver.lr 0.5 -> 0.25 (from --set)\n"):
         assert line in log, (line, log)
@@ -173,3 +178,18 @@ def test_input_and_data_values_edited_in_config_yaml_are_said_as_solver_ones_are
     assert (cfg.input.min_size, cfg.input.max_size, cfg.data.aspect_ratio_grouping) == ((40,), 48, False)
     # class names and the EXIF frame are filled from the data, not edits: nothing said of them
     assert "data.class_names" not in log and "exif_frame_seen" not in log, log
+
+
+def test_a_value_an_earlier_resumes_set_wrote_is_not_said_to_be_an_edit(run):
+    """``--resume --set solver.iters=3`` writes 3 into config.yaml; stopped before its next checkpoint, the
+    next resume found config.yaml differing from the checkpoint and said "(from config.yaml)", as if the
+    user had edited the file: the line now says what is known, that config.yaml differs from the
+    checkpoint, by an edit or an earlier resume's --set."""
+    out, data = run
+    _, cfg, stream = _build(load_config("demo", {"solver.iters": 3}), data, out, resume=True,
+                            overrides={"solver.iters": "3"})
+    assert "resume: solver.iters 1 -> 3 (from --set)\n" in stream.getvalue(), stream.getvalue()
+    assert load_config(str(out / "config.yaml")).solver.iters == 3  # no iteration trained, no checkpoint
+    _, cfg, stream = _build(load_config("demo"), data, out, resume=True, overrides={})
+    assert cfg.solver.iters == 3
+    assert f"resume: solver.iters 1 -> 3 (from {_FROM_FILE})\n" in stream.getvalue(), stream.getvalue()

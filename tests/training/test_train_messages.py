@@ -336,3 +336,28 @@ def test_schedule_notes_name_steps_the_run_never_reaches():
     # the cosine schedule reads no steps
     cosine = load_config("r50_fpn", {"solver.iters": 5000, "solver.lr_schedule": "cosine"})
     assert schedule_notes(cosine.solver, preset_steps=presets) == []
+
+
+def test_a_refused_run_says_its_error_alone_not_the_schedule_notes_before_it(tmp_path):
+    # the schedule's notes (steps past iters) were said before the data was read: a run refused on its data
+    # printed a note line, then its one error
+    from maskrcnn.engine.training import build_training
+
+    path, images = _dataset(tmp_path, [_ann(1, 1, crowd=1)], n_images=1)
+    cfg = load_config("demo", {"solver.iters": 100, "solver.steps": [500]})
+    assert schedule_notes(cfg.solver, preset_steps=preset_solver_steps())  # a note the run would say
+    stream = io.StringIO()
+    with pytest.raises(ValueError, match="no usable training image"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run", log_stream=stream)
+    assert stream.getvalue() == ""
+    # a run that goes on says them all the same, before its first iteration
+    path, images = _dataset(tmp_path / "ok", [_ann(1, 1)], n_images=1)
+    cfg = load_config("demo", {"solver.iters": 100, "solver.steps": [500], "model.backbone": "resnet18",
+                               "model.fpn_dim": 8, "data.num_workers": 0})
+    stream = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_training(cfg, train_json=path, train_images=images, output=tmp_path / "run2", log_stream=stream,
+                       trainer_kwargs={"tensorboard": False})
+    assert "note: solver.steps [500] at or past solver.iters 100" in stream.getvalue(), stream.getvalue()
