@@ -140,3 +140,29 @@ def test_half_precision_weights_are_said_where_loaded_and_converted(tiny, tmp_pa
            f"bytes); {lost}" in capsys.readouterr().err
     written = load_checkpoint(out)["model"].values()
     assert {v.dtype for v in written if v.is_floating_point()} == {torch.float32}
+
+
+def test_damage_inside_a_pickle_names_the_byte_in_plain_words(tiny, tmp_path):
+    """A byte damaged mid-file (not a cut) was said in pickletools' words alone ("at position 140, opcode
+    b'\\xff' unknown"); now the file and the byte come first in plain words, pickletools' reason after
+    them in parentheses; the detectron2 hint is kept."""
+    import io
+    import pickletools
+
+    from maskrcnn.checkpoint_refusal import damaged_pickle_message
+
+    model, _ = tiny
+    whole = pickle.dumps({"model": to_detectron2(model), "__author__": "Detectron2 Model Zoo"}, protocol=4)
+    ops = [(op.name, pos) for op, _arg, pos in pickletools.genops(io.BytesIO(whole))]
+    _, at = ops[len(ops) // 2]  # an opcode in the middle of the file: far from its end
+    damaged = bytearray(whole)
+    damaged[at] = 0xFF  # no pickle opcode
+    path = tmp_path / "damaged.pkl"
+    path.write_bytes(bytes(damaged))
+    said = damaged_pickle_message(path)
+    assert said.startswith(f"{path} is a corrupt pickle: damaged at byte {at} of {len(whole)} (no pickle "
+                           f"data there; pickletools: at position {at}, opcode b'\\xff' unknown); "), said
+    assert "looks like a detectron2 checkpoint (keys like backbone.bottom_up." in said
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert str(e.value) == said
