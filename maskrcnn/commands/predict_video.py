@@ -48,8 +48,10 @@ this run was given but did not predict completely (limited, stopped, failed, unr
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames (limited only when a frame to predict was left: one more is decoded to
 know); ``--start S`` / ``--end S`` (seconds) keep the frames shown in
-[S, E); a ``--start`` after a video's last frame (or no frame between ``--start`` and ``--end``) predicts
-nothing, with a warning naming the file, the value, the video's length and its last frame's time. These
+[S, E): the first is the one on screen at S (``VideoReader.frames``: the last frame whose time is at or
+before S; 12 s for 12.5 s at 1 fps); a ``--start`` at or past a video's end (or no frame between
+``--start`` and ``--end``) predicts nothing, with a warning naming the file, the value, the video's length
+and its last frame's time. These
 options given with no video among the inputs get one note that they apply to videos only. A file with a
 video extension that is not a video, a damaged video and a model failure are reported in one line naming
 the file (and the frame) and the run goes on with the next input; the frames done are kept; so does a
@@ -414,13 +416,13 @@ def _range_of(args) -> dict:
 
 def _limited(reader, args, *, capped: bool) -> bool:
     """Whether ``--start``, ``--end`` or ``--max-frames`` left frames of the video out (given, but the
-    video lies inside them, they leave nothing out): a frame decoded before ``--start``, one at or after
-    ``--end``, or ``capped``: a frame to predict was left after ``--max-frames`` (``_predict_frames``;
-    ``--max-frames`` equal to the frames there are leaves none)."""
+    video lies inside them, they leave nothing out): a frame off screen before ``--start`` (the one on
+    screen at it is predicted: ``VideoReader.left_before``), one at or after ``--end``, or ``capped``: a
+    frame to predict was left after ``--max-frames`` (``_predict_frames``; ``--max-frames`` equal to the
+    frames there are leaves none)."""
     timing = reader.timing
-    before = args.start > 0 and timing.first is not None and timing.first < args.start - 1e-6
     after = args.end is not None and timing.last is not None and timing.last >= args.end - 1e-6
-    return before or after or capped
+    return reader.left_before > 0 or after or capped
 
 
 def _range_flags(args) -> str:
@@ -618,14 +620,15 @@ def _finish_overlay(overlay, summary: dict, *, to: Path, end: Optional[float] = 
 
 
 def _why_no_frame(reader, args) -> str:
-    """Why a video read to its end gave no frame to predict, in words true of each case: ``--start`` after
-    the last frame (past the header's length or not: a 2 s video at 10 fps has its last frame at 1.9 s),
-    no frame between ``--start`` and ``--end``, or no frame at all."""
+    """Why a video read to its end gave no frame to predict, in words true of each case: ``--start`` at or
+    past the video's end (its last frame, shown from its time until the end, is the one on screen at a
+    ``--start`` before that), no frame between ``--start`` and ``--end`` (the first frame later than the
+    stream's start), or no frame at all."""
     last = reader.timing.last  # the last frame decoded: frames() decodes up to --end, or to the end
     if last is None:
         return f"the video holds no frame ({_length(reader):.3f} s long by its header)"
-    if last < args.start - 1e-6:
-        return (f"--start {args.start:g} s is after the last frame of the video ({_length(reader):.3f} s "
+    if last < args.start - 1e-6:  # every frame before --start, the last one gone by then too
+        return (f"--start {args.start:g} s is at or past the end of the video ({_length(reader):.3f} s "
                 f"long, last frame at {last:.3f} s)")
     # decoding stopped at the first frame from --end on: no frame was in [--start, --end)
     end = "the end" if args.end is None else f"--end {args.end:g} s"
@@ -633,11 +636,12 @@ def _why_no_frame(reader, args) -> str:
 
 
 def _length(reader) -> float:
-    """Seconds the video lasts: its header's span, or the last frame's time plus one frame if longer."""
-    timing, fps = reader.timing, float(reader.fps or DEFAULT_FPS)
-    shown = 0.0 if timing.last is None else timing.last + (timing.min_interval or 1 / fps)
-    declared = reader.end_time - reader.start_time if reader.end_time is not None else 0.0
-    return max(shown, declared)
+    """Seconds the video lasts: until its last frame decoded stops showing (``VideoReader.shown_until``:
+    the header's end, else one frame after it: where a ``--start`` finds nothing on screen), the header's
+    span where no frame was decoded."""
+    if reader.timing.last is not None:
+        return reader.shown_until(reader.timing.last)
+    return reader.end_time - reader.start_time if reader.end_time is not None else 0.0
 
 
 def _timing_to_summary(reader, summary: dict) -> None:
