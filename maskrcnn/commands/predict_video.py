@@ -16,7 +16,9 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   then one ``{"summary": {...}}`` line (also after an error or an interrupt): the video, its shown size
   (``width``, ``height``: of the frames, of the first decoded one where no frame was predicted; null
   where no frame was decoded, with ``stored_width``, ``stored_height`` from the header, before rotation),
-  average frame rate (over the frames decoded) and ``variable_frame_rate``, frames predicted, detections,
+  the whole video's average frame rate (``VideoReader.average_rate``: every frame's times once read to its
+  end, else the header's count over its length; else an estimate, ``fps_estimated`` true and a note) and
+  ``variable_frame_rate``, frames predicted, detections,
   the range asked for (``every``, ``start``, ``end``, ``max_frames``), ``status`` (complete / truncated /
   damaged_frames_skipped: frames that could not be decoded were skipped, the others predicted / limited:
   the range left frames out / interrupted / failed), ``frames_skipped``, the problem if any and what was
@@ -462,7 +464,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         jsonl = out_dir / f"{stem}{JSONL_SUFFIX}"
         partial = out_dir / f"{stem}{PARTIAL_SUFFIX}"
         summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
-                   "fps": float(reader.fps) if reader.fps else None, **_range_of(args), "status": "failed",
+                   "fps": float(reader.fps) if reader.fps else None, "fps_estimated": reader.fps is not None,
+                   **_range_of(args), "status": "failed",
                    "problem": None, "frames_skipped": 0, "notes": reader.notes}
         clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
         stop, summary_lost, written, capped = None, None, None, False
@@ -645,19 +648,24 @@ def _length(reader) -> float:
 
 
 def _timing_to_summary(reader, summary: dict) -> None:
-    """The average frame rate measured over the frames decoded (the header's nominal one when fewer than
-    two were), and whether it varies (a note says so, naming both rates: the header line said the
-    container's, which for such a video differs from the frame times'; the overlay keeps the source's
-    timing)."""
+    """The whole video's average frame rate (``VideoReader.average_rate``: a range that stops early reads
+    only part of it), labelled (``fps_estimated``, a note) where it is an estimate; and whether the rate
+    varies (a note says so, naming both rates: the header line said the container's, which for such a
+    video differs from the frame times'; the overlay keeps the source's timing)."""
     timing = reader.timing
-    if timing.fps is not None:
-        summary["fps"] = round(timing.fps, 4)
+    fps, estimate = reader.average_rate()
+    summary["fps"] = round(fps, 4) if fps is not None else None
+    summary["fps_estimated"] = estimate is not None
+    if estimate is not None:
+        summary["notes"].append(f"fps {fps:.4g} is an estimate ({estimate}): the video was not read to its "
+                                "end and its header gives no frame count")
     summary["variable_frame_rate"] = timing.variable
     if timing.variable:
         container = f"container says {float(reader.fps):.4g} fps; " if reader.fps else ""
         apart = f"{timing.min_interval * 1000:.0f} to {timing.max_interval * 1000:.0f} ms"
-        summary["notes"].append(f"{container}frame times average {timing.fps:.4g} fps (variable frame rate: "
-                                f"frames {apart} apart); the overlay keeps the source's frame times")
+        read = "" if reader.read_to_end else " over the frames read"
+        summary["notes"].append(f"{container}frame times average {timing.fps:.4g} fps{read} (variable frame "
+                                f"rate: frames {apart} apart); the overlay keeps the source's frame times")
 
 
 def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict, tag: str, clock: dict,

@@ -36,7 +36,8 @@ the top-level boxes) rather than "not a video" or "holds no video stream".
 
 Frame times: ``Frame.time`` is the frame's own timestamp less the stream's start, so a variable frame
 rate keeps its true timing; ``VideoReader.timing`` measures, over the frames decoded, the average rate
-and whether the rate varies.
+and whether the rate varies; ``VideoReader.average_rate`` gives the whole stream's (the frames' times once
+read to the end, else the header's count over its length) or says that it estimates.
 """
 
 from __future__ import annotations
@@ -359,6 +360,25 @@ class VideoReader:
             return length
         step = self.timing.min_interval or (1 / float(self.fps) if self.fps else 0.0)
         return time + step
+
+    def average_rate(self) -> tuple:
+        """``(fps, estimate)``: the stream's average frame rate over its whole length, ``estimate`` None
+        where it is known, else a few words on what the figure rests on (``fps`` None where nothing says).
+        Known: every frame's time, once ``frames`` has read the stream to its end; else the header's frame
+        count over its length (MP4's, an AVI index's: FFmpeg's average rate), which a range that stops
+        early (``end``, ``max_frames``) does not change. Estimated: the times of the frames read (the rest
+        may run at another rate: a variable one), else the container's nominal rate."""
+        timing = self.timing
+        if self.read_to_end and not self.problem and timing.fps is not None:
+            return timing.fps, None
+        length = self.end_time - self.start_time if self.end_time is not None else 0.0
+        if self.declared_frames and not self.frames_estimated and length > 0:
+            return self.declared_frames / length, None
+        if timing.fps is not None:
+            return timing.fps, f"the times of the {timing.count} frames read, 0 to {timing.last:.3f} s"
+        if self.fps:
+            return float(self.fps), "the container's nominal rate"
+        return None, None
 
     def _lost_after(self, count: int, why: str) -> None:
         """``problem``: the file is damaged from after the last frame read on (``why``, with the last
