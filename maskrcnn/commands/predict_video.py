@@ -28,7 +28,9 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   are (``visualize.draw_instances``), each at its source frame's time (less the first predicted frame's),
   so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
   ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename); the last predicted frame is held until the
-  source (or ``--end``) ends.
+  source (or ``--end``) ends. An encoder that fails part-way (a full disk too) removes the overlay at once
+  (``VideoWriteError``): the video stops as failed, its results kept, and no partial overlay sits under the
+  final name for a later run to take as whole (or predict).
 
 A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is.
 An overlay a video run wrote, found in an input folder (``--output`` the videos' own folder), is left out,
