@@ -5,6 +5,7 @@
                                      | "PATH asks to run code (global posix.system) when unpickled; refused"
                                      | "PATH is a plain pickle, not a PyTorch file"
                                      | "PATH is a truncated or corrupt pickle (...)[; ...detectron2...]"
+                                     | "PATH is a corrupt pickle: damaged at byte N of SIZE (...)[; ...]"
                                      | "PATH is a torch.export program (...), not a checkpoint; ..."
                                      | "PATH is a TorchScript archive, not weights; ..."
                                      | "PATH is a zip archive without a PyTorch data.pkl, ..."
@@ -224,12 +225,14 @@ def damaged_pickle_message(path) -> Optional[str]:
     fault = _pickle_fault(path, strings)
     if fault is None:
         return None
-    reason, at_end = fault
+    reason, at_end, at = fault
+    size = os.path.getsize(path)
     if at_end:  # the reader ran out of bytes mid-opcode (whatever genops' words for that opcode's kind)
-        size = os.path.getsize(path)
-        why = f"its data stops at byte {size}, before the pickle's end: a cut-off download or copy"
-    else:
-        why = reason
+        what = f"a truncated or corrupt pickle (its data stops at byte {size}, before the pickle's end: a " \
+               "cut-off download or copy)"
+    else:  # unreadable bytes with more file after them: damage, not a cut; genops' words only in brackets
+        what = (f"a corrupt pickle: damaged at byte {at} of {size} (no pickle data there; pickletools: "
+                f"{reason})")
     from maskrcnn.interop.detectron2 import is_detectron2
 
     whose = ""
@@ -237,32 +240,36 @@ def damaged_pickle_message(path) -> Optional[str]:
         first = next(s for s in strings if is_detectron2([s]))
         whose = (f"; what can be read looks like a detectron2 checkpoint (keys like {first}): get the whole "
                  "file again, then maskrcnn convert --from detectron2 reads it")
-    return f"{path} is a truncated or corrupt pickle ({why}){whose}"
+    return f"{path} is {what}{whose}"
 
 
 def _pickle_fault(path, strings: list) -> Optional[tuple]:
     """(why the pickle stream of ``path`` does not read to its STOP, in genops' words; whether the reading
-    had used up the file when it failed: a cut, not damage), None when it reads to its STOP or the file
-    cannot be opened; the first ``_MAX_STRINGS`` strings read are appended to ``strings``."""
+    had used up the file when it failed: a cut, not damage; the offset of the opcode that could not be
+    read), None when it reads to its STOP or the file cannot be opened; the first ``_MAX_STRINGS``
+    strings read are appended to ``strings``."""
     try:
         f = open(path, "rb")
     except OSError:
         return None
     with f:
         size = os.fstat(f.fileno()).st_size
+        at = 0  # where the next opcode starts: genops' error comes before it yields the opcode it failed on
         try:
             for op, arg, _pos in pickletools.genops(f):
                 if op.name in _STRING_OPS and isinstance(arg, str) and len(strings) < _MAX_STRINGS:
                     strings.append(arg)
                 if op.name == "STOP":
                     return None
+                at = f.tell()
         except MemoryError:  # not the file's fault: said as what it is
             raise
         except OSError:
             return None
         except Exception as e:  # noqa: BLE001 - genops' ValueError for a cut or unknown opcode, whatever it is
-            return str(e) or type(e).__name__, f.tell() >= size
-    return "pickle exhausted before seeing STOP", True  # (genops raises first: a stream never ends otherwise)
+            return str(e) or type(e).__name__, f.tell() >= size, at
+    # (genops raises first: a stream never ends otherwise)
+    return "pickle exhausted before seeing STOP", True, at
 
 
 def _first_op(path) -> Optional[str]:

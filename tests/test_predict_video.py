@@ -331,14 +331,13 @@ def test_variable_frame_rate_overlay_keeps_the_source_times(av, checkpoint, tmp_
 def test_start_past_the_end_warns(av, checkpoint, tmp_path, capsys):
     path = tmp_path / "short.mp4"
     make_timed_video(av, path, [0, 40, 80])  # 0.120 s long by its header, the last frame at 0.080 s
-    # past the header's length; within it but after the last frame; no frame between --start and --end
+    # past the header's length; at it (the last frame, shown from 0.080 s, is gone by then: a --start
+    # within its time predicts it, test_predict_video_start)
     for k, (args, expected) in enumerate((
-            (["--start", "5"], "--start 5 s is after the last frame of the video (0.120 s long, last frame "
+            (["--start", "5"], "--start 5 s is at or past the end of the video (0.120 s long, last frame "
                                "at 0.080 s): no frame predicted"),
-            (["--start", "0.1"], "--start 0.1 s is after the last frame of the video (0.120 s long, last "
-                                 "frame at 0.080 s): no frame predicted"),
-            (["--start", "0.05", "--end", "0.07"], "no frame between --start 0.05 s and --end 0.07 s (the "
-                                                   "next is at 0.080 s): no frame predicted"))):
+            (["--start", "0.12"], "--start 0.12 s is at or past the end of the video (0.120 s long, last "
+                                  "frame at 0.080 s): no frame predicted"))):
         out = tmp_path / f"out{k}"
         assert _predict_quick(checkpoint, out, path, "--no-overlays", *args) == 0
         warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]

@@ -52,7 +52,8 @@ def test_a_long_video_name_gets_shortened_results_names_a_later_limited_run_find
     capsys.readouterr()
     assert jsonl.read_bytes() == complete
     frames, summary = _lines(out / f"{short}.predictions.partial.jsonl")
-    assert [f["frame"] for f in frames] == [2, 3, 4, 5] and summary["status"] == "limited"
+    # from frame 1 (0.083 s), the one on screen at 0.1 s
+    assert [f["frame"] for f in frames] == [1, 2, 3, 4, 5] and summary["status"] == "limited"
     assert (out / f"{short}.overlay.partial.mp4").is_file()
     assert all(len(os.fsencode(p.name)) <= 255 for p in out.iterdir())
     assert not list(out.glob(".*.tmp"))

@@ -39,7 +39,7 @@ def test_range_is_recorded_and_a_limited_run_keeps_the_complete_one(av, checkpoi
     fresh = tmp_path / "fresh"
     assert _predict_quick(checkpoint, fresh, video, "--start", "0.1", "--end", "0.4", "--no-overlays") == 0
     frames, summary = _lines(fresh / "clip.predictions.jsonl")
-    assert [f["frame"] for f in frames] == [2, 3, 4]
+    assert [f["frame"] for f in frames] == [1, 2, 3, 4]  # from frame 1 (0.083 s): on screen at 0.1 s
     assert (summary["status"], summary["start"], summary["end"]) == ("limited", 0.1, 0.4)
 
 

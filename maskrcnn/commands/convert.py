@@ -229,7 +229,9 @@ def run(args) -> int:
                                                              names)
     cfg.data.class_names = tuple(names)
     _write(args, result, cfg, names)
-    for note in result.get("notes", []):
+    grown = result["report"].get("as_float32")  # the converter cast other float dtypes up: the file says it
+    for note in [*result.get("notes", []), *([f"{args.output} holds the weights as float32: {grown}"]
+                                             if grown else [])]:
         print(f"note: {note}", file=sys.stderr)
     print(f"{args.input} ({result['layout']}, {cfg.model.backbone}, {cfg.model.num_classes} classes incl. "
           f"background, {result['report']['num_tensors']} tensors) -> {args.output}", file=sys.stderr)

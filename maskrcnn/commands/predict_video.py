@@ -16,7 +16,9 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   then one ``{"summary": {...}}`` line (also after an error or an interrupt): the video, its shown size
   (``width``, ``height``: of the frames, of the first decoded one where no frame was predicted; null
   where no frame was decoded, with ``stored_width``, ``stored_height`` from the header, before rotation),
-  average frame rate (over the frames decoded) and ``variable_frame_rate``, frames predicted, detections,
+  the whole video's average frame rate (``VideoReader.average_rate``: every frame's times once read to its
+  end, else the header's count over its length; else an estimate, ``fps_estimated`` true and a note) and
+  ``variable_frame_rate``, frames predicted, detections,
   the range asked for (``every``, ``start``, ``end``, ``max_frames``), ``status`` (complete / truncated /
   damaged_frames_skipped: frames that could not be decoded were skipped, the others predicted / limited:
   the range left frames out / interrupted / failed), ``frames_skipped``, the problem if any and what was
@@ -26,7 +28,9 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   are (``visualize.draw_instances``), each at its source frame's time (less the first predicted frame's),
   so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
   ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename); the last predicted frame is held until the
-  source (or ``--end``) ends.
+  source (or ``--end``) ends. An encoder that fails part-way (a full disk too) removes the overlay at once
+  (``VideoWriteError``): the video stops as failed, its results kept, and no partial overlay sits under the
+  final name for a later run to take as whole (or predict).
 
 A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is.
 An overlay a video run wrote, found in an input folder (``--output`` the videos' own folder), is left out,
@@ -48,8 +52,10 @@ this run was given but did not predict completely (limited, stopped, failed, unr
 ``--every N`` predicts the first frame from ``--start`` and every N-th after it; ``--max-frames N``
 stops after N predicted frames (limited only when a frame to predict was left: one more is decoded to
 know); ``--start S`` / ``--end S`` (seconds) keep the frames shown in
-[S, E); a ``--start`` after a video's last frame (or no frame between ``--start`` and ``--end``) predicts
-nothing, with a warning naming the file, the value, the video's length and its last frame's time. These
+[S, E): the first is the one on screen at S (``VideoReader.frames``: the last frame whose time is at or
+before S; 12 s for 12.5 s at 1 fps); a ``--start`` at or past a video's end (or no frame between
+``--start`` and ``--end``) predicts nothing, with a warning naming the file, the value, the video's length
+and its last frame's time. These
 options given with no video among the inputs get one note that they apply to videos only. A file with a
 video extension that is not a video, a damaged video and a model failure are reported in one line naming
 the file (and the frame) and the run goes on with the next input; the frames done are kept; so does a
@@ -414,13 +420,13 @@ def _range_of(args) -> dict:
 
 def _limited(reader, args, *, capped: bool) -> bool:
     """Whether ``--start``, ``--end`` or ``--max-frames`` left frames of the video out (given, but the
-    video lies inside them, they leave nothing out): a frame decoded before ``--start``, one at or after
-    ``--end``, or ``capped``: a frame to predict was left after ``--max-frames`` (``_predict_frames``;
-    ``--max-frames`` equal to the frames there are leaves none)."""
+    video lies inside them, they leave nothing out): a frame off screen before ``--start`` (the one on
+    screen at it is predicted: ``VideoReader.left_before``), one at or after ``--end``, or ``capped``: a
+    frame to predict was left after ``--max-frames`` (``_predict_frames``; ``--max-frames`` equal to the
+    frames there are leaves none)."""
     timing = reader.timing
-    before = args.start > 0 and timing.first is not None and timing.first < args.start - 1e-6
     after = args.end is not None and timing.last is not None and timing.last >= args.end - 1e-6
-    return before or after or capped
+    return reader.left_before > 0 or after or capped
 
 
 def _range_flags(args) -> str:
@@ -460,7 +466,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         jsonl = out_dir / f"{stem}{JSONL_SUFFIX}"
         partial = out_dir / f"{stem}{PARTIAL_SUFFIX}"
         summary = {"video": str(path), "frames_predicted": 0, "detections": 0, "width": None, "height": None,
-                   "fps": float(reader.fps) if reader.fps else None, **_range_of(args), "status": "failed",
+                   "fps": float(reader.fps) if reader.fps else None, "fps_estimated": reader.fps is not None,
+                   **_range_of(args), "status": "failed",
                    "problem": None, "frames_skipped": 0, "notes": reader.notes}
         clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
         stop, summary_lost, written, capped = None, None, None, False
@@ -618,14 +625,15 @@ def _finish_overlay(overlay, summary: dict, *, to: Path, end: Optional[float] = 
 
 
 def _why_no_frame(reader, args) -> str:
-    """Why a video read to its end gave no frame to predict, in words true of each case: ``--start`` after
-    the last frame (past the header's length or not: a 2 s video at 10 fps has its last frame at 1.9 s),
-    no frame between ``--start`` and ``--end``, or no frame at all."""
+    """Why a video read to its end gave no frame to predict, in words true of each case: ``--start`` at or
+    past the video's end (its last frame, shown from its time until the end, is the one on screen at a
+    ``--start`` before that), no frame between ``--start`` and ``--end`` (the first frame later than the
+    stream's start), or no frame at all."""
     last = reader.timing.last  # the last frame decoded: frames() decodes up to --end, or to the end
     if last is None:
         return f"the video holds no frame ({_length(reader):.3f} s long by its header)"
-    if last < args.start - 1e-6:
-        return (f"--start {args.start:g} s is after the last frame of the video ({_length(reader):.3f} s "
+    if last < args.start - 1e-6:  # every frame before --start, the last one gone by then too
+        return (f"--start {args.start:g} s is at or past the end of the video ({_length(reader):.3f} s "
                 f"long, last frame at {last:.3f} s)")
     # decoding stopped at the first frame from --end on: no frame was in [--start, --end)
     end = "the end" if args.end is None else f"--end {args.end:g} s"
@@ -633,27 +641,33 @@ def _why_no_frame(reader, args) -> str:
 
 
 def _length(reader) -> float:
-    """Seconds the video lasts: its header's span, or the last frame's time plus one frame if longer."""
-    timing, fps = reader.timing, float(reader.fps or DEFAULT_FPS)
-    shown = 0.0 if timing.last is None else timing.last + (timing.min_interval or 1 / fps)
-    declared = reader.end_time - reader.start_time if reader.end_time is not None else 0.0
-    return max(shown, declared)
+    """Seconds the video lasts: until its last frame decoded stops showing (``VideoReader.shown_until``:
+    the header's end, else one frame after it: where a ``--start`` finds nothing on screen), the header's
+    span where no frame was decoded."""
+    if reader.timing.last is not None:
+        return reader.shown_until(reader.timing.last)
+    return reader.end_time - reader.start_time if reader.end_time is not None else 0.0
 
 
 def _timing_to_summary(reader, summary: dict) -> None:
-    """The average frame rate measured over the frames decoded (the header's nominal one when fewer than
-    two were), and whether it varies (a note says so, naming both rates: the header line said the
-    container's, which for such a video differs from the frame times'; the overlay keeps the source's
-    timing)."""
+    """The whole video's average frame rate (``VideoReader.average_rate``: a range that stops early reads
+    only part of it), labelled (``fps_estimated``, a note) where it is an estimate; and whether the rate
+    varies (a note says so, naming both rates: the header line said the container's, which for such a
+    video differs from the frame times'; the overlay keeps the source's timing)."""
     timing = reader.timing
-    if timing.fps is not None:
-        summary["fps"] = round(timing.fps, 4)
+    fps, estimate = reader.average_rate()
+    summary["fps"] = round(fps, 4) if fps is not None else None
+    summary["fps_estimated"] = estimate is not None
+    if estimate is not None:
+        summary["notes"].append(f"fps {fps:.4g} is an estimate ({estimate}): the video was not read to its "
+                                "end and its header gives no frame count")
     summary["variable_frame_rate"] = timing.variable
     if timing.variable:
         container = f"container says {float(reader.fps):.4g} fps; " if reader.fps else ""
         apart = f"{timing.min_interval * 1000:.0f} to {timing.max_interval * 1000:.0f} ms"
-        summary["notes"].append(f"{container}frame times average {timing.fps:.4g} fps (variable frame rate: "
-                                f"frames {apart} apart); the overlay keeps the source's frame times")
+        read = "" if reader.read_to_end else " over the frames read"
+        summary["notes"].append(f"{container}frame times average {timing.fps:.4g} fps{read} (variable frame "
+                                f"rate: frames {apart} apart); the overlay keeps the source's frame times")
 
 
 def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict, tag: str, clock: dict,

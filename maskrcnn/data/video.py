@@ -36,7 +36,8 @@ the top-level boxes) rather than "not a video" or "holds no video stream".
 
 Frame times: ``Frame.time`` is the frame's own timestamp less the stream's start, so a variable frame
 rate keeps its true timing; ``VideoReader.timing`` measures, over the frames decoded, the average rate
-and whether the rate varies.
+and whether the rate varies; ``VideoReader.average_rate`` gives the whole stream's (the frames' times once
+read to the end, else the header's count over its length) or says that it estimates.
 """
 
 from __future__ import annotations
@@ -196,6 +197,9 @@ class VideoReader:
         self._index = -1  # the last frame's number
         self._last_error: Optional[BaseException] = None
         self.timing = Timing()
+        self.left_before = 0  # frames off screen before ``start`` (``frames``)
+        self.read_to_end = False  # whether ``frames`` read the stream to its end
+        self._turn = None
         self._av = av
 
     def __enter__(self) -> VideoReader:
@@ -209,15 +213,23 @@ class VideoReader:
 
     def frames(self, *, every: int = 1, max_frames: Optional[int] = None, start: float = 0.0,
                end: Optional[float] = None) -> Iterator[Frame]:
-        """Every ``every``-th frame from ``start`` seconds (the first one there included) until ``end``
-        (excluded), at most ``max_frames`` of them. Frames before ``start`` are decoded and dropped
-        without being converted (exact frame indices at the price of decoding: cheap beside a forward).
-        A packet that cannot be decoded is skipped (``skipped_frames``, ``damage``) and reading goes on."""
+        """Every ``every``-th frame shown from ``start`` seconds until ``end`` (excluded), at most
+        ``max_frames`` of them. The first is the frame on screen at ``start``: the last one whose time is
+        at or before it (a 1 fps video from 12.5 s starts with the frame of 12 s, as players and editors
+        mean a start; the last frame shows until the video's end, ``shown_until``). Frames before it are
+        decoded and dropped without being converted (exact frame indices at the price of decoding: cheap
+        beside a forward), counted in ``left_before``. A packet that cannot be decoded is skipped
+        (``skipped_frames``, ``damage``) and reading goes on. ``read_to_end``: whether the stream was
+        read to its end (not stopped by ``end``, ``max_frames``, the caller or damage)."""
         stream = self._stream
         origin = self.start_time
         timing = self.timing = Timing()
         self.skipped_frames, self.damage, self._skipped_at = 0, None, []
-        rotation, count, taken, in_range, previous = None, 0, 0, 0, -1
+        self.left_before, self.read_to_end = 0, False
+        self._turn = None  # counter-clockwise degrees, read from the first frame converted
+        count, taken, in_range, previous = 0, 0, 0, -1
+        held = None  # (index, frame, time) of the latest frame before ``start``: on screen at it until a
+        # later one comes at or before it
         decoded = self._decoded()
         try:
             while True:
@@ -227,6 +239,14 @@ class VideoReader:
                     if self._trailing:  # no frame came after the last failures: the file is lost from there
                         self._lost_after(count, f"the next {self._trailing} frame(s) cannot be decoded")
                         return
+                    self.read_to_end = True
+                    # every frame was before ``start``: the last one is on screen at it until the video's end
+                    # (the one frame in range: nothing for ``every`` or ``max_frames`` to leave out)
+                    if held is not None and start < self.shown_until(held[2]) - 1e-6 and (
+                            end is None or held[2] < end):
+                        yield Frame(index=held[0], time=held[2], image=self._image(held[1]))
+                    elif held is not None:  # ``start`` at or past the end
+                        self.left_before += 1
                     break
                 except _GaveUp as e:  # a run of undecodable packets: the rest of the file is taken as lost
                     self._lost_after(count, f"{e.failures} packets in a row cannot be decoded")
@@ -246,21 +266,25 @@ class VideoReader:
                 timing.add(time, missing=max(0, index - previous - 1) if count > 1 else 0)
                 previous = index
                 if time < start - 1e-6:
+                    self.left_before += held is not None  # replaced: off screen before ``start``
+                    held = (index, frame, time)
                     continue
-                if end is not None and time >= end:
-                    return
-                in_range += 1
-                if (in_range - 1) % every:
-                    continue
-                if rotation is None:
-                    rotation = self._rotation(frame)
-                image = frame.to_ndarray(format="rgb24")  # (h, w, 3) as stored
-                if rotation:
-                    image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))  # counter-clockwise turns
-                yield Frame(index=index, time=time, image=image)
-                taken += 1
-                if max_frames is not None and taken >= max_frames:
-                    return
+                candidates = [(index, frame, time)]
+                if held is not None and time > start + 1e-6:  # the one before shows at ``start``: first
+                    candidates.insert(0, held)
+                elif held is not None:  # this one comes at ``start``: the one before is gone by then
+                    self.left_before += 1
+                held = None
+                for index, frame, time in candidates:
+                    if end is not None and time >= end:
+                        return
+                    in_range += 1
+                    if (in_range - 1) % every:
+                        continue
+                    yield Frame(index=index, time=time, image=self._image(frame))
+                    taken += 1
+                    if max_frames is not None and taken >= max_frames:
+                        return
             self._check_shortfall(count + self.skipped_frames, timing)
         finally:  # however it stopped (the range's end, --max-frames, an error): the frames skipped so far
             self._say_damage(count)
@@ -317,6 +341,44 @@ class VideoReader:
                 self._index += 1
                 self._trailing = 0
                 yield self._index, frame
+
+    def _image(self, frame) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of ``frame``, turned upright."""
+        if self._turn is None:
+            self._turn = self._rotation(frame)
+        image = frame.to_ndarray(format="rgb24")  # (h, w, 3) as stored
+        if self._turn:
+            image = np.ascontiguousarray(np.rot90(image, k=self._turn // 90))  # counter-clockwise turns
+        return image
+
+    def shown_until(self, time: float) -> float:
+        """Seconds (from the start) until which the last frame, shown from ``time``, stays on screen: the
+        video's end by its header, else one frame interval after it (the shortest seen, else the nominal
+        rate's)."""
+        length = self.end_time - self.start_time if self.end_time is not None else None
+        if length is not None and length > time:
+            return length
+        step = self.timing.min_interval or (1 / float(self.fps) if self.fps else 0.0)
+        return time + step
+
+    def average_rate(self) -> tuple:
+        """``(fps, estimate)``: the stream's average frame rate over its whole length, ``estimate`` None
+        where it is known, else a few words on what the figure rests on (``fps`` None where nothing says).
+        Known: every frame's time, once ``frames`` has read the stream to its end; else the header's frame
+        count over its length (MP4's, an AVI index's: FFmpeg's average rate), which a range that stops
+        early (``end``, ``max_frames``) does not change. Estimated: the times of the frames read (the rest
+        may run at another rate: a variable one), else the container's nominal rate."""
+        timing = self.timing
+        if self.read_to_end and not self.problem and timing.fps is not None:
+            return timing.fps, None
+        length = self.end_time - self.start_time if self.end_time is not None else 0.0
+        if self.declared_frames and not self.frames_estimated and length > 0:
+            return self.declared_frames / length, None
+        if timing.fps is not None:
+            return timing.fps, f"the times of the {timing.count} frames read, 0 to {timing.last:.3f} s"
+        if self.fps:
+            return float(self.fps), "the container's nominal rate"
+        return None, None
 
     def _lost_after(self, count: int, why: str) -> None:
         """``problem``: the file is damaged from after the last frame read on (``why``, with the last

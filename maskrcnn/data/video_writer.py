@@ -7,7 +7,10 @@ of some versions leave x264 out), both in yuv420p, which players expect and whic
 and height: an odd one is padded with a black row or column at the bottom / right (``notes`` says so;
 nothing of the picture is cut). Frames go to a hidden temporary file in the target's folder
 (``.NAME.*.tmp``), renamed over ``path`` by ``close`` (atomic, as ``io_utils`` writes), so a reader never
-sees half a video; ``discard`` removes it instead.
+sees half a video; ``discard`` removes it instead. A frame that cannot be written (the encoder's or the
+muxer's error, a full disk, a frame of another size) removes it at once and raises ``VideoWriteError``
+naming ``path``; ``close`` then writes nothing: an overlay whose encoder failed part-way is never renamed
+to its final name, where a later run would take it for a whole one (or for a video to predict).
 
 Timing: ``write(image, time=t)`` places the frame at ``t`` seconds from the first one (the source's own
 timestamps: a variable-frame-rate video keeps its timing, and so lasts as long as the source); without
@@ -30,9 +33,13 @@ import numpy as np
 from maskrcnn.data.video import import_av
 from maskrcnn.io_utils import create_temp_file, replace_durably
 
-__all__ = ["TIME_BASE", "VideoWriter"]
+__all__ = ["TIME_BASE", "VideoWriteError", "VideoWriter"]
 
 TIME_BASE = Fraction(1, 60000)
+
+
+class VideoWriteError(RuntimeError):
+    """A frame could not be written; the message names the file (removed) and the reason."""
 
 
 def _pick_codec(av) -> str:
@@ -62,6 +69,7 @@ class VideoWriter:
         self._held: Optional[tuple] = None  # (image, pts): the last frame, encoded once its duration is known
         self._durations: dict = {}  # pts -> duration of the frames in the encoder
         self._step = max(1, round(1 / (self.fps * TIME_BASE)))  # one frame at fps, in TIME_BASE units
+        self._failed: Optional[str] = None  # why a write failed: the file is gone, close writes nothing
 
     def _open_stream(self, height: int, width: int) -> None:
         options = {"crf": "20", "preset": "veryfast"} if self.codec == "libx264" else {}
@@ -81,14 +89,26 @@ class VideoWriter:
         self._stream = stream
 
     def write(self, image: np.ndarray, *, time: Optional[float] = None) -> None:
+        """``image`` (H, W, 3) at ``time``; on any error the file is removed and ``VideoWriteError`` raised
+        (module docstring). A Ctrl-C is no failure of the file: it stays for ``close`` to finish."""
+        if self._failed is not None:
+            raise VideoWriteError(f"{self.path}: not written: a frame before failed ({self._failed})")
+        try:
+            self._write(image, time)
+        except Exception as e:  # noqa: BLE001 - FFmpeg's errors are not all OSError / ValueError (ExternalError)
+            self._failed = _reason(e)
+            self.discard()
+            what = "its encoder failed" if isinstance(e, self._av.error.FFmpegError) else "writing it failed"
+            raise VideoWriteError(f"{self.path}: {what} ({self._failed}); removed") from e
+
+    def _write(self, image: np.ndarray, time: Optional[float]) -> None:
         height, width = image.shape[:2]  # (H, W, 3)
         if self._stream is None:
             self._open_stream(height, width)
         stream = self._stream
         if (height, width) != (stream.height, stream.width):  # odd size: pad bottom / right
             if not (0 <= stream.height - height <= 1 and 0 <= stream.width - width <= 1):
-                raise ValueError(f"{self.path}: frame of {width}x{height} in a video of "
-                                 f"{stream.width}x{stream.height}")
+                raise ValueError(f"a frame of {width}x{height} in a video of {stream.width}x{stream.height}")
             padded = np.zeros((stream.height, stream.width, 3), np.uint8)
             padded[:height, :width] = image
             image = padded
@@ -128,6 +148,8 @@ class VideoWriter:
         last frame shows until; None: as long as the one before it. On any failure (the encoder, a full
         disk, the rename, Ctrl-C) the temporary file is removed and the error raised."""
         target = self.path if to is None else Path(to)
+        if self._failed is not None:  # removed when the write failed: what was written is no whole video
+            return None
         if self._stream is None:
             self.discard()
             return None
@@ -150,3 +172,9 @@ class VideoWriter:
         except Exception:  # noqa: BLE001 - already failing; the file goes anyway
             pass
         Path(self._tmp).unlink(missing_ok=True)
+
+
+def _reason(e: BaseException) -> str:
+    # FFmpeg's errors read "[Errno 542398533] Generic error in an external library": the words only
+    text = getattr(e, "strerror", None) or str(e)
+    return str(text).splitlines()[0] if text else type(e).__name__

@@ -567,8 +567,9 @@ def convert_detectron2(obj, overrides: Optional[dict] = None, *, source: str = "
                                    origin=origin)
     if problems:
         raise ConversionError(f"{source} ({layout} layout): " + "; ".join(problems))
-    from maskrcnn.interop.float_dtypes import to_model_dtypes
+    from maskrcnn.interop.float_dtypes import size_as_float32, to_model_dtypes
 
+    report["as_float32"] = size_as_float32(ours)  # what a file of them costs: convert says it, --init not
     ours, dtype_said = to_model_dtypes(ours, model_sd)
     notes += [dtype_said] if dtype_said else []
     names = default_class_names(cfg.model.num_classes, layout)

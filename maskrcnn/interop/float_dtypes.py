@@ -2,6 +2,11 @@
 
     dtype_note(state, became) -> "the weights are float16, not float32: BECAME; the precision ..." | None
     to_model_dtypes(ours, model_sd) -> (ours cast to the model's dtypes, the note or None)
+    size_as_float32(state) -> "twice the bytes of float16" | None
+
+The note fits every caller (a converter's result goes to ``convert``, which writes a file, and to
+``train --init``, which writes none): what a file of float32 costs is said apart (``size_as_float32``), by
+``convert`` alone.
 
 The model's parameters are float32. Weights saved as float16 or bfloat16 (``model.half()`` before
 ``torch.save``, a half-precision export) load without an error, cast up on the way in; but what the cast
@@ -29,19 +34,25 @@ def _float_counts(state: dict) -> Counter:
                    if isinstance(v, torch.Tensor) and v.is_floating_point())
 
 
-def _size_words(state: dict) -> str:
-    """How the floating tensors' bytes change as float32 ("twice the bytes"); "" when not a plain ratio."""
+def size_as_float32(state: dict) -> Optional[str]:
+    """How the floating tensors' bytes change as float32 ("twice the bytes of float16"), for a caller that
+    writes them so; None when they are float32 already."""
+    counts = _float_counts(state)
+    if set(counts) <= {"float32"}:
+        return None
     floats = [v for v in state.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
     held = sum(v.numel() * v.element_size() for v in floats)
     ratio = sum(v.numel() * 4 for v in floats) / held if held else 1.0
-    return {2.0: " (twice the bytes)", 4.0: " (four times the bytes)", 0.5: " (half the bytes)"}.get(
-        ratio, "")
+    words = {2.0: "twice the bytes", 4.0: "four times the bytes", 0.5: "half the bytes"}.get(
+        ratio, f"{ratio:.3g} times the bytes")
+    return f"{words} of {', '.join(sorted(counts))}" if len(counts) == 1 else f"{words} of the file's mix"
 
 
-def dtype_note(state: dict, became: str, *, sized: bool = False) -> Optional[str]:
+def dtype_note(state: dict, became: str) -> Optional[str]:
     """One line when a floating tensor of ``state`` is not float32: which dtypes (with their counts when
     mixed), what ``became`` of them, and that what a narrower dtype rounded off is not regained (a wider
-    one is rounded now); ``sized``: how the bytes change as float32. None for float32 weights."""
+    one is rounded now). None for float32 weights. No bytes: a caller that writes says them
+    (``size_as_float32``)."""
     counts = _float_counts(state)
     others = {d: n for d, n in counts.items() if d != "float32"}
     if not others:
@@ -57,12 +68,12 @@ def dtype_note(state: dict, became: str, *, sized: bool = False) -> Optional[str
                 "differ slightly from the float32 original's")
     else:
         lost = "each value rounded to float32"
-    return f"the weights are {held}, not float32: {became}{_size_words(state) if sized else ''}; {lost}"
+    return f"the weights are {held}, not float32: {became}; {lost}"
 
 
 def to_model_dtypes(ours: dict, model_sd: dict) -> tuple:
     """``(ours with each floating tensor in the dtype of the model's own, the note or None)``: a
     converter's last step (keys already checked against ``model_sd``)."""
-    note = dtype_note(ours, CONVERTED, sized=True)
+    note = dtype_note(ours, CONVERTED)
     cast = {k: v.to(model_sd[k].dtype) if v.is_floating_point() else v for k, v in ours.items()}
     return cast, note

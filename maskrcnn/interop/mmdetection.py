@@ -583,8 +583,9 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
     if problems:
         raise ConversionError(f"{source} (mmdetection {layout} layout): "
                               + "; ".join(p.replace("detectron2", "mmdetection") for p in problems))
-    from maskrcnn.interop.float_dtypes import to_model_dtypes
+    from maskrcnn.interop.float_dtypes import size_as_float32, to_model_dtypes
 
+    as_float32 = size_as_float32(ours)  # what a file of them costs: convert says it, --init not
     ours, dtype_said = to_model_dtypes(ours, model_sd)
     notes += [dtype_said] if dtype_said else []
     names = class_names_of(meta)
@@ -600,7 +601,7 @@ def convert_mmdetection(obj, overrides: Optional[dict] = None, *, source: str = 
               "entry": entry,
               "counters_dropped": counters,
               "config_text": bool(cfgtext),
-              "mmdet_version": str(meta.get("mmdet_version", ""))}
+              "mmdet_version": str(meta.get("mmdet_version", "")), "as_float32": as_float32}
     return {"state_dict": ours, "config": cfg, "class_names": names, "layout": layout, "report": report,
             "notes": notes}
 

@@ -136,7 +136,57 @@ def test_half_precision_weights_are_said_where_loaded_and_converted(tiny, tmp_pa
         torch.save({"model": {k: torch.from_numpy(v).to(dtype) for k, v in d2.items()}}, src)
     out = tmp_path / "from_d2.pth"
     assert main(["convert", "--from", "detectron2", str(src), str(out)]) == 0
-    assert f"note: the weights are {name}, not float32: converted to float32, the model's dtype (twice the " \
-           f"bytes); {lost}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"note: the weights are {name}, not float32: converted to float32, the model's dtype; " \
+           f"{lost}" in err
+    assert f"note: {out} holds the weights as float32: twice the bytes of {name}" in err
     written = load_checkpoint(out)["model"].values()
     assert {v.dtype for v in written if v.is_floating_point()} == {torch.float32}
+
+
+def test_damage_inside_a_pickle_names_the_byte_in_plain_words(tiny, tmp_path):
+    """A byte damaged mid-file (not a cut) was said in pickletools' words alone ("at position 140, opcode
+    b'\\xff' unknown"); now the file and the byte come first in plain words, pickletools' reason after
+    them in parentheses; the detectron2 hint is kept."""
+    import io
+    import pickletools
+
+    from maskrcnn.checkpoint_refusal import damaged_pickle_message
+
+    model, _ = tiny
+    whole = pickle.dumps({"model": to_detectron2(model), "__author__": "Detectron2 Model Zoo"}, protocol=4)
+    ops = [(op.name, pos) for op, _arg, pos in pickletools.genops(io.BytesIO(whole))]
+    _, at = ops[len(ops) // 2]  # an opcode in the middle of the file: far from its end
+    damaged = bytearray(whole)
+    damaged[at] = 0xFF  # no pickle opcode
+    path = tmp_path / "damaged.pkl"
+    path.write_bytes(bytes(damaged))
+    said = damaged_pickle_message(path)
+    assert said.startswith(f"{path} is a corrupt pickle: damaged at byte {at} of {len(whole)} (no pickle "
+                           f"data there; pickletools: at position {at}, opcode b'\\xff' unknown); "), said
+    assert "looks like a detectron2 checkpoint (keys like backbone.bottom_up." in said
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert str(e.value) == said
+
+
+def test_train_init_of_half_weights_says_no_file_size(tiny, tmp_path, monkeypatch, capsys):
+    """``train --init`` of another library's float16 weights showed the converter's "(twice the bytes)",
+    words for a file written, though it writes none; ``convert`` still says what its OUT costs."""
+    from init_as_train import read_init_as_train_does  # tests/interop is on the path
+
+    model, _ = tiny
+    src = tmp_path / "d2_half.pkl"
+    half = {k: v.astype(np.float16) for k, v in to_detectron2(model).items()}
+    src.write_bytes(pickle.dumps({"model": half}))
+    lost = "what float16 rounded off when saved is not regained: results may differ slightly from the " \
+           "float32 original's"
+    notes = read_init_as_train_does(str(src), tmp_path, monkeypatch)["source"].notes
+    said = [n for n in notes if "float16" in n]
+    assert said == [f"the weights are float16, not float32: converted to float32, the model's dtype; {lost}"]
+    out = tmp_path / "o.pth"
+    assert main(["convert", "--from", "detectron2", str(src), str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: the weights are float16, not float32: converted to float32, the model's dtype; " \
+           f"{lost}" in err
+    assert f"note: {out} holds the weights as float32: twice the bytes of float16" in err
