@@ -229,12 +229,20 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
         trainer = _set_up(args, given, config_said=config_said, caller=caller)
     try:
         try:
-            result = trainer.train()
-        finally:  # each process its own: a worker's read failures reach only its process's batches
+            with du.warnings_name_the_rank():  # each process warns of the images its own batches read
+                result = trainer.train()
+        except BaseException:  # the others may be in a collective, or gone: this process's own share
             line = unread_line(getattr(trainer, "unread_images", ()))
-            if line:  # each rank counts the images its own batches read: said as such
+            if line:
                 share = f" (rank {du.get_rank()}'s share)" if du.get_world_size() > 1 else ""
                 print(line + share, flush=True)
+            raise
+        # every process got here (its stop shared): one line for the run, from rank 0, each image once (two
+        # processes may both have met it); the names each process holds anyway, a few bytes per bad file
+        shares = du.gather_objects(list(getattr(trainer, "unread_images", ())))
+        line = unread_line(dict.fromkeys(p for share in shares or () for p in share))
+        if line:
+            print(line, flush=True)
     except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
         du.cleanup(wait_for_peers=False)
         if trainer.is_main:

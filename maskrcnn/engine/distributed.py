@@ -4,10 +4,10 @@
 MASTER_ADDR and MASTER_PORT; ``init_distributed`` reads them (env:// initialisation) and picks the
 backend: nccl when the process uses CUDA, gloo on CPU. Without those variables everything here is a
 no-op for a single process, so the same code path trains on one CPU or eight GPUs. The reductions
-(``all_reduce_mean``, ``any_true``, ``first_rank_with``) put their tensor where the backend can reduce it
-(``reduce_device``: NCCL takes CUDA tensors only), so callers do not say where. Sharded validation gathers
-its result records on rank 0 (``gather_objects``) and evaluates with rank 0's buffers
-(``broadcast_buffers``); collectives wait ``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer.
+(``all_reduce_mean``, ``any_true``, ``first_rank_with``, ``first_nonzero``) put their tensor where the
+backend can reduce it (``reduce_device``: NCCL takes CUDA tensors only), so callers do not say where.
+Sharded validation gathers its result records on rank 0 (``gather_objects``) and evaluates with rank 0's
+buffers (``broadcast_buffers``); collectives wait ``COLLECTIVE_TIMEOUT`` (60 minutes) for a slow peer.
 ``error_line`` decides what each process prints for an error (once for one every process raises together,
 ``mark_shared``; ``rank N:`` for a process's own, ``mark_own``; a setup error also from each other
 machine's first process, and from any process whose setup error rank 0 did not report alike,
@@ -18,7 +18,7 @@ A message every process shares prints once, from torchrun's rank 0: notes throug
 the warnings and log records of the setup (the config's "given twice", the dataset's skipped records and
 their summary: every process reads the same config and the same JSON) through ``setup_said_by_rank0``,
 which the training command holds around its setup. From the first iteration on, each process reads its own
-share of the images, and what it warns of is its own.
+share of the images, and what it warns of is its own: named ``rank N: ...`` (``warnings_name_the_rank``).
 """
 
 from __future__ import annotations
@@ -142,6 +142,29 @@ def setup_said_by_rank0():
             logging.disable(disabled)
 
 
+@contextlib.contextmanager
+def warnings_name_the_rank():
+    """For the block, in a process other than rank 0 of a group: each warning it shows reads ``rank N:
+    ...``, as ``error_line`` names a process's own error (in training each process reads its own share
+    of the images: "x.png: cannot decode image" of rank 1 is not rank 0's). Restored on exit; nothing
+    changes in rank 0 or a single process."""
+    rank = get_rank()
+    if get_world_size() <= 1 or rank == 0:
+        yield
+        return
+    shown = warnings.formatwarning
+
+    def formatwarning(message, *args, **kwargs):
+        return shown(f"rank {rank}: {message}", *args, **kwargs)
+
+    warnings.formatwarning = formatwarning
+    try:
+        yield
+    finally:
+        if warnings.formatwarning is formatwarning:  # one set since (by another block) is left in place
+            warnings.formatwarning = shown
+
+
 def init_distributed(device: str = "cpu") -> Tuple[int, int, torch.device]:
     """Join the process group if torchrun started us; returns (rank, world_size, device).
 
@@ -236,6 +259,20 @@ def first_rank_with(flag: bool, device=None) -> Optional[int]:
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     first = int(t.item())
     return None if first >= world else first
+
+
+def first_nonzero(value: int, device=None) -> int:
+    """The value of the lowest rank whose ``value`` is not 0, the same on every rank; 0 when every rank's
+    is (one collective, as ``any_true``, which it can replace when the ranks must also agree on what was
+    seen: the number of the signal that stopped the run, which each process's exit status reports).
+    ``device``: as ``any_true``'s."""
+    if not is_initialized():
+        return int(value)
+    t = torch.zeros(get_world_size(), dtype=torch.float64,
+                    device=reduce_device() if device is None else device)
+    t[get_rank()] = float(value)  # each rank its own slot: a sum puts every rank's value in every process
+    dist.all_reduce(t)
+    return next((int(v) for v in t.tolist() if v), 0)
 
 
 def broadcast_buffers(module: torch.nn.Module) -> None:

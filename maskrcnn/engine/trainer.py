@@ -1328,7 +1328,10 @@ class Trainer:
                 if self._stop_early():
                     self.stopped_early = True
                     break
-            stop = du.any_true(self._stop_signal is not None)
+            # the signal's number, not a yes/no: a process that got none exits as the signalled one (128 +
+            # it, rank 0's if several got one), not with Ctrl-C's 130 (a signal since is shared next time)
+            shared = du.first_nonzero(self._stop_signal or 0)
+            stop, self._stop_signal = bool(shared), shared or self._stop_signal
             if stop and self._saved_at != self.iteration:
                 self.save()
             if stop:
@@ -1439,7 +1442,9 @@ class Trainer:
                 self.logger.print(self._early_stop_text())
             self._end_state = "finished"
             return False
-        if self.evaluate_fn is not None and du.any_true(self._stop_signal is not None):  # every rank alike
+        shared = du.first_nonzero(self._stop_signal or 0) if self.evaluate_fn is not None else 0
+        if shared:  # every rank alike, the signal's number too (each process exits 128 + it)
+            self._stop_signal = shared
             return True
         self._ending = "running the final evaluation"
         self._evaluate()  # last: the run's weights are on disk whatever the evaluation does

@@ -400,6 +400,25 @@ def place_for_training(model: torch.nn.Module, device) -> torch.nn.Module:
     return model.to(device)
 
 
+def _batch_share_refusal(solver, world_size: int, *, caller: str, run_config=None) -> str:
+    """Why ``solver.batch_size`` cannot be shared by ``world_size`` processes, and the ways out: a batch
+    they share (each process's share also divisible by ``solver.accumulate``), or a number of processes
+    that divides it. ``run_config``: the resumed run's config.yaml, where the value comes from (a resume
+    refused with the value alone left the user looking for it in the command)."""
+    batch, step = solver.batch_size, world_size * solver.accumulate
+    other = set_item(set_word(caller), "solver.batch_size", -(-batch // step) * step)
+    counts = [str(n) for n in range(1, min(batch, 64) + 1) if batch % (n * solver.accumulate) == 0][:6]
+    # none with a solver.accumulate that does not divide the batch either: only another batch size helps
+    listed = ", ".join(counts[:-1]) + " or " + counts[-1] if len(counts) > 1 else "".join(counts)
+    counts_text = f"a number of processes that divides {batch} ({listed})" if counts else ""
+    if run_config is not None:
+        return (f"solver.batch_size {batch} (the run's, from {run_config}) is not divisible by {world_size} "
+                f"processes: resume with {counts_text + ', or with ' if counts else ''}{other} (a batch of "
+                "another size: the images drawn from then on differ from an uninterrupted run's)")
+    return (f"solver.batch_size {batch} is not divisible by {world_size} processes, which take equal shares "
+            f"of the batch: {other}{', or start ' + counts_text if counts else ''}")
+
+
 def _noting_unread(batches, unread: dict):
     """``batches`` with the files each sample replaced (``coco.UNREAD_IMAGES``, set by the process that
     read it, maybe a DataLoader worker) taken out of its target and noted in ``unread``."""
@@ -773,9 +792,9 @@ def build_training(
         cfg, size_lines = follow_training_sizes(cfg, _explicit_keys(
             INPUT_SIZE_KEYS, overrides, config_named, config_keys, config_said, caller=caller))
     if cfg.solver.batch_size % world_size:
-        raise ValueError(
-            f"solver.batch_size {cfg.solver.batch_size} is not divisible by {world_size} processes"
-        )
+        raise ValueError(_batch_share_refusal(cfg.solver, world_size, caller=caller, run_config=(
+            output / "config.yaml" if resume and overrides is not None
+            and not _asked("solver.batch_size", overrides) else None)))
     per_rank, accumulate = cfg.solver.batch_size // world_size, cfg.solver.accumulate
     if per_rank % accumulate:
         raise ValueError(

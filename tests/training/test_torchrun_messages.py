@@ -52,8 +52,34 @@ def test_shared_setup_error_prints_from_rank_zero_only(monkeypatch, capsys, tmp_
         assert _train_as(monkeypatch, tmp_path, rank, world_size=2, batch_size=3) == 1
         said.append(capsys.readouterr().err)
     shared = "maskrcnn train: error: solver.batch_size 3 is not divisible by 2 processes"
-    assert said[0].strip().endswith(shared) and said[0].count(shared) == 1
+    assert said[0].count(shared) == 1 and said[0].count("error: ") == 1, said[0]
+    # and it says the ways out: a batch that 2 processes share equally, or a process count that divides 3
+    assert said[0].strip().endswith("by 2 processes, which take equal shares of the batch: --set "
+                                    "solver.batch_size=4, or start a number of processes that divides 3 "
+                                    "(1 or 3)"), said[0]
     assert said[1] == ""
+
+
+def test_resuming_a_batch_that_the_processes_cannot_share_says_where_it_comes_from(monkeypatch, capsys,
+                                                                                   tmp_path):
+    # the probe: a run of batch 3 resumed under 2 processes, "solver.batch_size 3 is not divisible by 2
+    # processes" and nothing else: the value is the run's (its config.yaml), not the command's
+    from maskrcnn.config import load_config, save_config
+
+    run = tmp_path / "run0"
+    run.mkdir()
+    save_config(load_config("r18_fpn", {"solver.batch_size": 3, "model.norm": "bn", "model.freeze_at": 0}),
+                run / "config.yaml")
+    _torchrun(monkeypatch, 0)
+    monkeypatch.setattr(du, "init_distributed", lambda device: (0, 2, torch.device("cpu")))
+    assert main(["train", "--config", "r18_fpn", "--train-json", str(tmp_path / "t.json"), "--train-images",
+                 str(tmp_path), "--output", str(run), "--device", "cpu", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1, err
+    assert (f"error: solver.batch_size 3 (the run's, from {run / 'config.yaml'}) is not divisible by 2 "
+            "processes: resume with a number of processes that divides 3 (1 or 3), or with --set "
+            "solver.batch_size=4 (a batch of another size: the images drawn from then on differ from an "
+            "uninterrupted run's)\n") in err, err
 
 
 def _stopped_at_6() -> dict:
