@@ -118,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-image-ids", choices=("auto", "id", "file-name"), default="auto",
                         help="with --results: how image_id names an image: auto (the reading, id or file "
                              "name/stem, under which every value names an image; both fitting, the one the "
-                             "detections' boxes agree with, else refused; a record's file_name first), "
+                             "detections' boxes clearly agree with, else ids; a record's file_name first), "
                              "id, or file-name (Ultralytics writes image_id = the file stem)")
     parser.add_argument("--json", required=True, help="COCO ground-truth annotation file")
     from maskrcnn.commands.data_report import IMAGE_DIR_ORDER

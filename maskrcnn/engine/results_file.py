@@ -18,8 +18,8 @@ What is read, and how (each interpretation is said in a warning naming the file)
 - Ultralytics' ``predictions.json`` (``val(save_json=True)``): its ``image_id`` is the image file's stem
   (an integer when the stem is all digits). ``image_id`` is read both as an id of the ground truth's
   images ("7" as 7 too) and as the file name, base name or stem of one of them, and the reading under
-  which every value names an image is taken; both fitting other images, the one the detections' boxes
-  agree with (``match_image_ids``), else refused naming ``--results-image-ids``.
+  which every value names an image is taken; both fitting other images, file names when the detections'
+  boxes clearly agree with them (``match_image_ids``), else ids, with a note naming the other option.
 - ``maskrcnn predict``'s ``predictions.json``: its ``image_id`` numbers the images 1..N in predict's own
   order, not the ground truth's, so records that carry a ``file_name`` are matched by it
   (``match_file_names``: the ground truth's file name as the end of the path, else the one image with
@@ -265,11 +265,6 @@ def image_name_keys(coco_gt) -> set:
 
 
 IMAGE_ID_READINGS = ("auto", "id", "file-name")  # eval --results-image-ids
-# which tools write which reading: said where auto cannot choose
-_READINGS_WHO = ("--results-image-ids id (detectron2, MMDetection, torchvision and maskrcnn write the ground "
-                 "truth's ids) or --results-image-ids file-name (Ultralytics writes image_id = the file "
-                 "stem)")
-
 
 def match_image_ids(results: list, coco_gt, source: str, *, read_as: str = "auto") -> list:
     """``results`` with ``image_id`` the ground truth's ids. ``read_as`` "auto": records that carry a
@@ -387,26 +382,37 @@ def _read_as_names(results: list, as_name: dict) -> list:
 
 def _choose(results: list, as_id: dict, as_name: dict, coco_gt, source: str, differ: list) -> str:
     """"id" or "file-name" for values that are all ids of the ground truth's images and all file names
-    of one each, ``differ`` of them of another image: the reading under which more than twice as many
-    detections overlap an object of their image (``_agreement``), said in one line; a ValueError naming
-    the option when the detections do not tell (a wrong reading scores each detection against another
-    image's objects: AP near 0 without an error)."""
+    of one each, ``differ`` of them of another image, said in one line. File names only when the
+    detections say so clearly (``_clearly_more``: more than twice as many of them overlap an object of
+    their image read so, and enough of them that a chance hit or two cannot decide, ``_agreement``);
+    ids otherwise, what every tool but Ultralytics writes (a wrong reading scores each detection against
+    another image's objects: AP near 0 without an error, hence the note naming the other option)."""
     moved = set(differ)
     by_id = _agreement(results, as_id, moved, coco_gt)
     by_name = _agreement(results, as_name, moved, coco_gt)
+    records = _records_of(results, moved)
     example = sorted(differ, key=str)[0]
     both = (f"the image_id values are ids of the ground truth's images and also file names of others "
             f"({len(differ)} differ; e.g. {example!r} is image id {as_id[example]!r} and the file of image "
             f"id {as_name[example]!r})")
-    counted = (f"{by_id} of the {_records_of(results, moved)} detections on the images they differ on "
+    counted = (f"{by_id} of the {records} detections on the images they differ on "
                f"overlap an object there (box IoU >= 0.5) read as ids, {by_name} read as file names")
-    if by_id > 2 * by_name or by_name > 2 * by_id:
-        chosen, other = ("id", "file-name") if by_id > by_name else ("file-name", "id")
-        _note(f"{source}: {both}: read as {'ids' if chosen == 'id' else 'file names'}, as the detections "
-              f"say ({counted}); --results-image-ids {other} reads them the other way")
-        return chosen
-    raise ValueError(f"{source}: {both}, and the detections do not say which ({counted}): pass "
-                     f"{_READINGS_WHO}")
+    if _clearly_more(by_name, by_id, records):
+        _note(f"{source}: {both}: read as file names, as the detections say ({counted}); "
+              f"--results-image-ids id reads them the other way")
+        return "file-name"
+    why = ("as the detections say" if _clearly_more(by_id, by_name, records)
+           else "as most tools write them; the detections do not say which")
+    _note(f"{source}: {both}: read as ids, {why} ({counted}); --results-image-ids file-name reads them "
+          f"as file names (Ultralytics' --save-json writes file stems)")
+    return "id"
+
+
+def _clearly_more(hits: int, other: int, records: int) -> bool:
+    """Whether ``hits`` box agreements out of ``records`` detections decide against ``other``: more than
+    twice as many, and a tenth of the detections and at least 3 of them unless every one agrees (one or
+    two chance overlaps among an untrained model's boxes must not turn every image around)."""
+    return hits > 2 * other and hits >= math.ceil(0.1 * records) and (hits >= 3 or hits == records)
 
 
 def _records_of(results: list, values: set) -> int:
