@@ -15,7 +15,9 @@
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
   A class whose category declares keypoints in one source but not in another is merged with them; the
-  other source's annotations of it (none labelled) are counted in a warning naming both files.
+  other source's annotations of it (none labelled) are counted in a warning naming both files, and
+  written with ``keypoints`` all 0 and ``num_keypoints`` 0 (pycocotools' keypoint evaluation reads both
+  on every annotation of such a class).
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
   ``file_name`` becomes the image's path relative to ``images_root`` (``/`` separators, ``..`` for an
   image outside it), so ``train --train-images ROOT`` finds every image.
@@ -205,6 +207,7 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                 declares.setdefault(normalise_name(cat["name"]), src.name)
     first_listing: dict = {}  # file identity -> (source name, image id)
     out_name = {c["id"]: c["name"] for c in categories}
+    point_count = {c["id"]: len(c["keypoints"]) for c in categories if c.get("keypoints")}
     licenses, license_maps, repeated_licenses = _licenses(sources)
     for src, license_map, repeated in zip(sources, license_maps, repeated_licenses):
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
@@ -276,8 +279,13 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                 left_out[src_name[ann["category_id"]]] += 1
                 continue
             taken[out_name[cid]] += 1
-            annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_map[ann["image_id"]],
-                                "category_id": cid})
+            record = {**ann, "id": len(annotations) + 1, "image_id": image_map[ann["image_id"]],
+                      "category_id": cid}
+            if point_count.get(cid):  # a class with keypoints: none labelled where the source had none
+                record.setdefault("keypoints", [0] * (3 * point_count[cid]))
+                if isinstance(record["keypoints"], list):
+                    record.setdefault("num_keypoints", sum(1 for v in record["keypoints"][2::3] if v))
+            annotations.append(record)
         for cat in src.categories:  # a class given keypoints by another source: these have none
             key = normalise_name(cat["name"])
             if key in declares and not cat.get("keypoints") and new_id.get(key) is not None:

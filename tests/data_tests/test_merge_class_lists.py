@@ -3,6 +3,7 @@ class), and split-data, which renumbers nothing, keeps them as written."""
 
 import json
 
+import numpy as np
 from PIL import Image
 
 from maskrcnn.cli import main
@@ -59,3 +60,40 @@ def test_split_keeps_the_class_lists_as_written(tmp_path, capsys):
         assert [c["id"] for c in data["categories"]] == [1, 3, 44, 90]
         assert all(img["not_exhaustive_category_ids"] == [3] and img["neg_category_ids"] == [90, 44, 7]
                    for img in data["images"])
+
+
+def test_persons_of_a_source_without_keypoints_get_none_labelled_and_evaluate(tmp_path, recwarn):
+    """Before: the other source's persons had neither keypoints nor num_keypoints, and pycocotools'
+    keypoint COCOeval stopped on KeyError 'num_keypoints'."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for name in ("k.png", "n.png"):
+        Image.new("RGB", (16, 16), (90, 0, 0)).save(folder / name)
+    kp = {"images": [{"id": 1, "file_name": "k.png", "height": 16, "width": 16}],
+          "annotations": [dict(_ann(1, 1, 1), keypoints=[4, 4, 2, 8, 8, 2], num_keypoints=2)],
+          "categories": [{"id": 1, "name": "person", "keypoints": ["a", "b"], "skeleton": [[1, 2]]}]}
+    plain = {"images": [{"id": 1, "file_name": "n.png", "height": 16, "width": 16}],
+             "annotations": [_ann(1, 1, 1)], "categories": [{"id": 1, "name": "person"}]}
+    for name, coco in (("kp", kp), ("plain", plain)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    out = tmp_path / "merged.json"
+    assert main(["merge-data", f"{tmp_path / 'kp.json'}:{folder}", f"{tmp_path / 'plain.json'}:{folder}",
+                 "--output", str(out)]) == 0
+    anns = json.loads(out.read_text())["annotations"]
+    assert anns[1]["keypoints"] == [0] * 6 and anns[1]["num_keypoints"] == 0
+    assert anns[0]["keypoints"] == [4, 4, 2, 8, 8, 2] and anns[0]["num_keypoints"] == 2
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(out))
+        dt = gt.loadRes([{"image_id": a["image_id"], "category_id": 1, "keypoints": [4, 4, 1, 8, 8, 1],
+                          "score": 0.9} for a in anns])
+        ev = COCOeval(gt, dt, "keypoints")
+        ev.params.kpt_oks_sigmas = np.array([0.1, 0.1])
+        ev.evaluate()
+        ev.accumulate()
+    assert ev.eval is not None
