@@ -115,7 +115,12 @@ def run(args) -> int:
         check_fractions(fractions, [])
     names = ([n.strip() for n in args.names.split(",")] if args.names is not None
              else default_part_names(len(fractions)))
+    # 'x.json' is the part x (its file x.json), not x.json.json
+    names = [n[:-len(".json")] if n.lower().endswith(".json") and len(n) > len(".json") else n for n in names]
     check_fractions(fractions, names)
+    if sum(fractions) != 1.0:  # within 0.01 of 1 (check_fractions): 0.333,0.333,0.333 is a third each
+        print(f"--fractions {args.fractions}: they sum to {sum(fractions):g}; scaled to sum to 1")
+        fractions = [f / sum(fractions) for f in fractions]
     pattern = compile_group_by(args.group_by) if args.group_by is not None else None
     out_dir = check_output_dir(args.output_dir, "--output-dir")
     outputs = {name: out_dir / f"{name}.json" for name in names}

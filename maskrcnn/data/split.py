@@ -68,12 +68,12 @@ def check_fractions(fractions: Sequence[float], names: Sequence[str]) -> None:
         raise ValueError(f"--fractions {_listed(fractions)}: give at least two fractions, e.g. 0.8,0.2")
     if any(not math.isfinite(f) or f <= 0 for f in fractions):
         raise ValueError(f"--fractions {_listed(fractions)}: every fraction must be above 0")
-    if abs(sum(fractions) - 1.0) > 1e-6:
+    if abs(sum(fractions) - 1.0) > 0.01:  # 0.333 x 3 is a third each: the caller scales within 0.01
         raise ValueError(f"--fractions {_listed(fractions)}: they sum to {sum(fractions):g}, not 1")
     if len(names) != len(fractions):
         raise ValueError(f"--names {','.join(names)}: {len(names)} names for {len(fractions)} fractions")
-    if len(set(names)) != len(names):
-        raise ValueError(f"--names {','.join(names)}: the names must differ")
+    if len({n.casefold() for n in names}) != len(names):  # a.json and A.json: one file on Windows, macOS
+        raise ValueError(f"--names {','.join(names)}: the names must differ, also ignoring case")
     for name in names:
         if not name or name in (".", "..") or re.search(r"[/\\:*?\"<>|\x00-\x1f]", name):
             raise ValueError(f"--names: {name!r} cannot be a file name")

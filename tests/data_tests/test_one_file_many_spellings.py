@@ -77,3 +77,15 @@ def test_show_data_draws_one_picture_with_the_union_of_its_objects(tmp_path, cap
     assert summary["per_class"]["dog"] == {"instances": 2, "crowd": 0, "images": 2}
     said = [str(w.message) for w in recwarn if "named by more than one image record" in str(w.message)]
     assert len(said) == 1 and said[0].count("image file(s)") == 1 and "2 image file(s)" in said[0]
+
+
+def test_part_names_alike_but_for_case_or_json_and_fractions_near_one(tmp_path, capsys):
+    src, _ = _dataset(tmp_path)
+    args = ["split-data", "--json", str(src), "--output-dir", str(tmp_path / "a"), "--names", "a,A"]
+    assert main(args) == 1
+    assert "ignoring case" in capsys.readouterr().err
+    out = tmp_path / "b"
+    assert main(["split-data", "--json", str(src), "--output-dir", str(out), "--names", "x.json,y,z",
+                 "--fractions", "0.333,0.333,0.333"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x.json", "y.json", "z.json"]
+    assert "scaled to sum to 1" in capsys.readouterr().out
