@@ -91,6 +91,7 @@ def _licenses(raw: dict, json_path) -> list:
 
 
 def run(args) -> int:
+    from maskrcnn.data.file_keys import file_key
     from maskrcnn.data.merge import MergeSource, common_root, merge_coco, parse_classes
     from maskrcnn.data.validated import read_validated
     from maskrcnn.io_utils import atomic_write_json, check_output_file
@@ -113,7 +114,9 @@ def run(args) -> int:
         paths = {iid: os.path.abspath(p) for iid, p in data.image_paths.items()}
         sources.append(MergeSource(name=str(json_path), images=data.images, annotations=data.annotations,
                                    categories=data.categories, image_paths=paths,
-                                   image_keys={iid: os.path.realpath(p) for iid, p in paths.items()},
+                                   # the file's real path: the rule split-data and show-data use too
+                                   image_keys={img["id"]: file_key(img["file_name"], images)
+                                               for img in data.images if img["id"] in paths},
                                    licenses=_licenses(data.raw, json_path)))
         skipped.append(data.skipped)
         missing, listed = data.skipped.get("missing_image_file", 0), len(data.raw.get("images") or [])

@@ -10,8 +10,10 @@ stratification, rarest class first: ``maskrcnn/data/split.py``), images without 
 fractions too; ``--group-by REGEX`` keeps the images whose ``file_name`` gives the same match (the first
 group when the regex has one) in one part: frames of one video, tiles of one scene; fewer groups than
 parts (a regex matching the same everywhere makes one group) is warned about, the parts left empty.
-The image records that name one file (an export listing a picture once per task) are always kept in one
-part, said in a line.
+The image records that name one file (an export listing a picture once per task; 'a.png',
+'../img/a.png' and '/data/img/a.png' from the folder img/) are always kept in one part, said in a line:
+with ``--images`` the rule merge-data and show-data use (the file's real path: ``data/file_keys.py``);
+without, by name (an absolute or '..' path goes with the record whose name is the longest end of it).
 Same file and seed, same split, on any machine. Every part keeps the full ``categories`` list, ``info``
 and ``licenses``, and the image and annotation ids. Prints images and instances per class per part and
 warns, by name, of each class left without an instance in some part. The files are written atomically,
@@ -95,6 +97,7 @@ def _print_table(table: dict, parts: list, out) -> None:
 
 
 def run(args) -> int:
+    from maskrcnn.data.file_keys import file_key
     from maskrcnn.data.split import (
         check_fractions,
         compile_group_by,
@@ -102,6 +105,7 @@ def run(args) -> int:
         group_keys,
         split_by_keys,
         split_table,
+        written_file_keys,
     )
     from maskrcnn.data.validated import read_validated
     from maskrcnn.io_utils import atomic_write_all, check_output_dir, folder_targets
@@ -111,7 +115,12 @@ def run(args) -> int:
         check_fractions(fractions, [])
     names = ([n.strip() for n in args.names.split(",")] if args.names is not None
              else default_part_names(len(fractions)))
+    # 'x.json' is the part x (its file x.json), not x.json.json
+    names = [n[:-len(".json")] if n.lower().endswith(".json") and len(n) > len(".json") else n for n in names]
     check_fractions(fractions, names)
+    if sum(fractions) != 1.0:  # within 0.01 of 1 (check_fractions): 0.333,0.333,0.333 is a third each
+        print(f"--fractions {args.fractions}: they sum to {sum(fractions):g}; scaled to sum to 1")
+        fractions = [f / sum(fractions) for f in fractions]
     pattern = compile_group_by(args.group_by) if args.group_by is not None else None
     out_dir = check_output_dir(args.output_dir, "--output-dir")
     outputs = {name: out_dir / f"{name}.json" for name in names}
@@ -147,8 +156,14 @@ def run(args) -> int:
             warnings.warn(f"--group-by {args.group_by!r} made {groups} groups of the {len(keys)} images for "
                           f"{len(names)} parts: at least {len(names) - groups} part(s) are empty",
                           stacklevel=1)
-    parts = split_by_keys(coco, keys, fractions=fractions, names=names, seed=args.seed)
-    twins = data.shared_files  # the loader's: records it kept, found as one file
+    # which file each record names: merge-data's and show-data's rule where the folder is known
+    files = ([file_key(img["file_name"], args.images) for img in coco["images"]] if args.images is not None
+             else written_file_keys([img["file_name"] for img in coco["images"]]))
+    parts = split_by_keys(coco, keys, fractions=fractions, names=names, seed=args.seed, files=files)
+    twins: dict = {}  # file -> the ids of its records, where more than one
+    for img, file in zip(coco["images"], files):
+        twins.setdefault(file, []).append(img["id"])
+    twins = {file: ids for file, ids in twins.items() if len(ids) > 1}
     if twins:  # the loader's note says the file is read once per record; here: where they went
         name, ids = next(iter(twins.items()))
         print(f"{src}: {len(twins)} image file(s) named by more than one image record (e.g. "

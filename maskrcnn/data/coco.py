@@ -756,7 +756,8 @@ class CocoDataset(torch.utils.data.Dataset):
         # 'b.png' missing under one id are two pictures, and the annotations drawn on b.png would go onto
         # a.png; only a record naming nothing (no name at all) stays out of the comparison
         ambiguous = _ambiguous_image_ids([
-            (img["id"], file_key(hit[0]), hit[1], hit[2], _record_name(img)) if hit is not None
+            (img["id"], file_key(hit[0], self.image_dir), hit[1], hit[2], _record_name(img))
+            if hit is not None
             else (img["id"], file_key(name), False, ("written", file_key(name)), _record_name(img))
             for img, hit, name in zip(records, found, map(_written_name, records))
             if (hit is not None or name is not None) and _is_int(img.get("id"))])
@@ -824,8 +825,9 @@ class CocoDataset(torch.utils.data.Dataset):
                        else ("file_name", file_key(img["file_name"])))
             shown = repr(img["coco_url"] if url_name else img["file_name"])
             # without an image folder the names are not looked up: 'a\\x.png', './a/x.png' and 'a/x.png'
-            # are one file (``file_key``)
-            key = file_key(file_name)
+            # are one file; with one, the file's real path ('../img/a.png' from img/ is 'a.png'), the
+            # rule merge-data and split-data use too (``file_key``)
+            key = file_key(file_name, self.image_dir)
             owner = file_owner.get(key)
             if owner is not None and (loose or owner[1]) and written != owner[2]:
                 # C:\a\x.png and D:\b\x.png both end in x.png: one image's boxes on the other's pixels
@@ -868,7 +870,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 # the same file written alike under two ids (an export listing an image once per task, two
                 # files concatenated), both records accepted: said once below; found by the name, no
                 # realpath per image
-                shared.setdefault(key, [owner[0]]).append(iid)
+                # named as its first record found it ('a/x.png', not the real path the key is)
+                shared.setdefault(self._images[owner[0]]["file_name"], [owner[0]]).append(iid)
                 if self.fold_shared_files:  # its annotations are the first record's (_load_annotations)
                     self._folded_into[iid] = owner[0]
                     first_named.setdefault(iid, _record_name(img))

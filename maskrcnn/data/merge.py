@@ -15,7 +15,9 @@
 - Keypoints: the merged file holds one keypoint set (a model has one keypoint head), so every category
   with ``keypoints`` must list the same names in the same order; otherwise ValueError naming both files.
   A class whose category declares keypoints in one source but not in another is merged with them; the
-  other source's annotations of it (none labelled) are counted in a warning naming both files.
+  other source's annotations of it (none labelled) are counted in a warning naming both files, and
+  written with ``keypoints`` all 0 and ``num_keypoints`` 0 (pycocotools' keypoint evaluation reads both
+  on every annotation of such a class).
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
   ``file_name`` becomes the image's path relative to ``images_root`` (``/`` separators, ``..`` for an
   image outside it), so ``train --train-images ROOT`` finds every image.
@@ -24,6 +26,10 @@
   keeping both would train on duplicated instances), counted by class in the warning and in the source's
   ``SourceCounts.duplicate_annotations`` (a file of dogs over the images of a file of cats lost every dog
   without a number).
+- LVIS's image-level class lists (``not_exhaustive_category_ids``, ``neg_category_ids``,
+  ``pos_category_ids``) follow the renumbered category ids; an id of no category of the source (or of a
+  class ``classes`` leaves out) is dropped from the list, counted per source in a warning (kept, it
+  would name another class of the merged file).
 - ``licenses``: every source's list, renumbered 1..L in source order (a license written alike in two
   sources, its id aside, is one), each image's ``license`` id mapped to its new one. Ids are matched as
   text (an image's ``"license": "1"`` names license ``1``: exporters write either). An image ``license``
@@ -42,7 +48,23 @@ from maskrcnn.engine.init_weights import normalise_name
 from maskrcnn.listing import short_listing
 from maskrcnn.shown_text import display_name
 
-__all__ = ["MergeSource", "SourceCounts", "common_root", "merge_coco", "parse_classes"]
+__all__ = ["CLASS_LISTS", "MergeSource", "SourceCounts", "common_root", "merge_coco", "parse_classes"]
+
+# an image's lists of category ids (LVIS): renumbered with the categories
+CLASS_LISTS = ("not_exhaustive_category_ids", "neg_category_ids", "pos_category_ids")
+
+
+def _class_list(values, cat_map: dict) -> tuple:
+    """(``values`` mapped through ``cat_map`` {source id: new id or None}, how many were dropped: ids of
+    no category, or of a class left out). Ids are matched as the loader reads them ("3" is 3)."""
+    from maskrcnn.data.validated import as_id
+
+    if not isinstance(values, list):  # not a list: nothing can be mapped, none of it kept
+        return [], 1
+    mapped = [cat_map.get(as_id(v)) if isinstance(v, (int, str)) and not isinstance(v, bool) else None
+              for v in values]
+    kept = [v for v in mapped if v is not None]
+    return kept, len(mapped) - len(kept)
 
 
 def _license_key(value) -> Optional[str]:
@@ -185,6 +207,7 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                 declares.setdefault(normalise_name(cat["name"]), src.name)
     first_listing: dict = {}  # file identity -> (source name, image id)
     out_name = {c["id"]: c["name"] for c in categories}
+    point_count = {c["id"]: len(c["keypoints"]) for c in categories if c.get("keypoints")}
     licenses, license_maps, repeated_licenses = _licenses(sources)
     for src, license_map, repeated in zip(sources, license_maps, repeated_licenses):
         cat_map = {c["id"]: new_id.get(normalise_name(c["name"])) for c in src.categories}
@@ -197,6 +220,7 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
         duplicate_annotations = Counter()
         unlisted_licenses = Counter()  # image license ids the source does not list
         twice_licenses = Counter()  # image license ids the source lists twice or more
+        class_lists_dropped = Counter()  # list name -> ids of no (kept) category dropped from it
         for img in src.images:
             key = src.image_keys[img["id"]]
             if key in first_listing:
@@ -215,6 +239,10 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
             image_map[img["id"]] = len(images) + 1
             rel = os.path.relpath(src.image_paths[img["id"]], images_root).replace(os.sep, "/")
             record = {**img, "id": image_map[img["id"]], "file_name": rel}
+            for field in CLASS_LISTS:
+                if field in img:
+                    record[field], dropped_ids = _class_list(img[field], cat_map)
+                    class_lists_dropped[field] += dropped_ids
             if "license" in img:
                 key_id = _license_key(img["license"])
                 new_license = license_map.get(key_id)
@@ -225,6 +253,11 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                 else:
                     record["license"] = new_license
             images.append(record)
+        if any(class_lists_dropped.values()):
+            warnings.append(f"{src.name}: " + ", ".join(f"{n} id(s) of {field}" for field, n in
+                                                       class_lists_dropped.items() if n)
+                            + " name no category kept in the merged file; dropped from those lists (the "
+                            "other ids renumbered with their categories)")
         if unlisted_licenses:
             warnings.append(f"{src.name}: {sum(unlisted_licenses.values())} image(s) name a license its "
                             f"'licenses' does not list (" + ", ".join(f"id {v}: {n}" for v, n in
@@ -246,8 +279,13 @@ def merge_coco(sources: Sequence[MergeSource], *, images_root: str,
                 left_out[src_name[ann["category_id"]]] += 1
                 continue
             taken[out_name[cid]] += 1
-            annotations.append({**ann, "id": len(annotations) + 1, "image_id": image_map[ann["image_id"]],
-                                "category_id": cid})
+            record = {**ann, "id": len(annotations) + 1, "image_id": image_map[ann["image_id"]],
+                      "category_id": cid}
+            if point_count.get(cid):  # a class with keypoints: none labelled where the source had none
+                record.setdefault("keypoints", [0] * (3 * point_count[cid]))
+                if isinstance(record["keypoints"], list):
+                    record.setdefault("num_keypoints", sum(1 for v in record["keypoints"][2::3] if v))
+            annotations.append(record)
         for cat in src.categories:  # a class given keypoints by another source: these have none
             key = normalise_name(cat["name"])
             if key in declares and not cat.get("keypoints") and new_id.get(key) is not None:

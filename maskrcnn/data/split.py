@@ -11,9 +11,11 @@ data", ECML PKDD 2011), over units instead of single images:
   showing it to the part that still wants the most images of that class (ties: the part wanting the
   most images in all; then a seeded draw), subtracting what the unit holds from that part's wants for
   every class it shows;
-- the image records that name one file (as written, separators alike, the path normalised) are one
-  unit, whatever ``group_by`` says: one picture in train and in val is the leak ``group_by`` exists to
-  prevent;
+- the image records that name one file are one unit, whatever ``group_by`` says: one picture in train
+  and in val is the leak ``group_by`` exists to prevent. Which file a record names is ``files`` where
+  the caller knows the image folder (``file_key(name, folder)``: the real path, merge-data's and
+  show-data's rule), else its name (``written_file_keys``: separators alike, the path normalised, and
+  an absolute or '..' path one with the record whose name is the longest end of it);
 - units without any instance (images without annotations, or only crowd regions) go last, each to the
   part wanting the most images, so they too spread by the fractions;
 - a part left without any unit while another holds several (few units: every one went to the part
@@ -41,7 +43,7 @@ from typing import Optional, Sequence
 from maskrcnn.data.file_keys import file_key
 
 __all__ = ["assign_units", "check_fractions", "compile_group_by", "default_part_names", "group_keys",
-           "split_by_keys", "split_coco", "split_table"]
+           "split_by_keys", "split_coco", "split_table", "written_file_keys"]
 
 _TIE = 9  # decimals wants are compared at: f * n minus whole numbers leaves float noise (0.7*10-7 != 0)
 
@@ -66,12 +68,12 @@ def check_fractions(fractions: Sequence[float], names: Sequence[str]) -> None:
         raise ValueError(f"--fractions {_listed(fractions)}: give at least two fractions, e.g. 0.8,0.2")
     if any(not math.isfinite(f) or f <= 0 for f in fractions):
         raise ValueError(f"--fractions {_listed(fractions)}: every fraction must be above 0")
-    if abs(sum(fractions) - 1.0) > 1e-6:
+    if abs(sum(fractions) - 1.0) > 0.01:  # 0.333 x 3 is a third each: the caller scales within 0.01
         raise ValueError(f"--fractions {_listed(fractions)}: they sum to {sum(fractions):g}, not 1")
     if len(names) != len(fractions):
         raise ValueError(f"--names {','.join(names)}: {len(names)} names for {len(fractions)} fractions")
-    if len(set(names)) != len(names):
-        raise ValueError(f"--names {','.join(names)}: the names must differ")
+    if len({n.casefold() for n in names}) != len(names):  # a.json and A.json: one file on Windows, macOS
+        raise ValueError(f"--names {','.join(names)}: the names must differ, also ignoring case")
     for name in names:
         if not name or name in (".", "..") or re.search(r"[/\\:*?\"<>|\x00-\x1f]", name):
             raise ValueError(f"--names: {name!r} cannot be a file name")
@@ -197,28 +199,57 @@ def _fill_empty_parts(part: list, unit_classes: Sequence[Counter], unit_sizes: S
         part[min(movable, key=cost)] = target
 
 
+def written_file_keys(file_names: Sequence[str]) -> list:
+    """The file each name stands for when the image folder is not known: ``file_key`` of the name, and
+    for an absolute path ('/data/img/a.png', 'C:\\data\\img\\a.png') or one with '..' ('../img/a.png')
+    the longest end of it (whole parts) that another record writes plainly ('a.png', 'img/a.png'): the
+    folder those are relative to is unknown, and two records of one file split apart are a leak, where
+    two files kept together only shift the fractions a little."""
+    keys = [file_key(name) for name in file_names]
+    plain = {k for k in keys if not _outside(k)}
+    out = []
+    for key in keys:
+        if _outside(key):
+            parts = key.split("/")
+            key = next(("/".join(parts[k:]) for k in range(1, len(parts)) if "/".join(parts[k:]) in plain),
+                       key)
+        out.append(key)
+    return out
+
+
+def _outside(key: str) -> bool:
+    """Whether a ``file_key`` may name a file by another way than the plain relative names do."""
+    return key.startswith("/") or re.match(r"[A-Za-z]:/", key) is not None or ".." in key.split("/")
+
+
 def split_coco(coco: dict, *, fractions: Sequence[float], names: Sequence[str], seed: int = 0,
-               group_by: Optional[re.Pattern] = None) -> tuple:
+               group_by: Optional[re.Pattern] = None, files: Optional[Sequence[str]] = None) -> tuple:
     """(parts, unmatched): parts is {name: COCO dict} in the order of ``names``, each with the images
     assigned to it (file order), their annotations, the full ``categories`` and the other top-level keys of
-    ``coco``; unmatched: images ``group_by`` did not match (each kept as a unit of its own)."""
+    ``coco``; unmatched: images ``group_by`` did not match (each kept as a unit of its own). ``files``:
+    the file each image names (``file_key(name, folder)``), None: from the names (``written_file_keys``)."""
     keys, unmatched = group_keys([img["file_name"] for img in coco["images"]], group_by)
-    return split_by_keys(coco, keys, fractions=fractions, names=names, seed=seed), unmatched
+    return split_by_keys(coco, keys, fractions=fractions, names=names, seed=seed, files=files), unmatched
 
 
 def split_by_keys(coco: dict, keys: Sequence[Optional[str]], *, fractions: Sequence[float],
-                  names: Sequence[str], seed: int = 0) -> dict:
+                  names: Sequence[str], seed: int = 0, files: Optional[Sequence[str]] = None) -> dict:
     """``split_coco``'s parts from the images' group keys already drawn (``group_keys``' first value,
-    one per image of ``coco``, None: a unit of its own), for a caller that looks at the groups first."""
+    one per image of ``coco``, None: a unit of its own), for a caller that looks at the groups first;
+    ``files`` as ``split_coco``'s."""
     check_fractions(fractions, names)
     images = coco["images"]
     if len(keys) != len(images):
         raise ValueError(f"split_by_keys: {len(keys)} group keys for {len(images)} images")
+    if files is None:
+        files = written_file_keys([img["file_name"] for img in images])
+    elif len(files) != len(images):
+        raise ValueError(f"split_by_keys: {len(files)} files for {len(images)} images")
     shows: dict = {img["id"]: set() for img in images}  # image id -> classes with a non-crowd instance
     for ann in coco["annotations"]:
         if not ann.get("iscrowd", 0):
             shows[ann["image_id"]].add(ann["category_id"])
-    image_units = _unit_names(images, keys)
+    image_units = _unit_names(images, keys, files)
     unit_of: dict = {}
     unit_names, unit_classes, unit_sizes = [], [], []
     for img, name in zip(images, image_units):
@@ -243,17 +274,17 @@ def split_by_keys(coco: dict, keys: Sequence[Optional[str]], *, fractions: Seque
     return parts
 
 
-def _unit_names(images: list, keys: list) -> list:
+def _unit_names(images: list, keys: list, files: Sequence[str]) -> list:
     """The unit of each image: its group, or itself (named by file name and id, unique in the file). The
-    records of one file (separators alike, './' and '//' normalised: ``file_key``) are one unit, the
-    first one's, also when a group key was found in one spelling of the name and not in another
-    ('cam1/x.png' and 'cam1\\x.png'): two records of one picture split into train and val put the
-    picture in both. An image without a twin keeps its name, and so its seeded draw."""
+    records of one file (``files``) are one unit, the first one's, also when a group key was found in
+    one spelling of the name and not in another ('cam1/x.png' and 'cam1\\x.png'): two records of one
+    picture split into train and val put the picture in both. An image without a twin keeps its name,
+    and so its seeded draw."""
     first: dict = {}  # file -> the unit of its first record
     names = []
-    for img, key in zip(images, keys):
+    for img, key, file in zip(images, keys, files):
         own = f"group\x00{key}" if key is not None else f"image\x00{img['file_name']}\x00{img['id']}"
-        names.append(first.setdefault(file_key(img["file_name"]), own))
+        names.append(first.setdefault(file, own))
     return names
 
 

@@ -1,0 +1,91 @@
+"""split-data and show-data take the records that name one file in other ways ('a.png', '../img/a.png'
+from the folder img/, '/abs/img/a.png') as one picture, by the rule merge-data uses (the file's real
+path, ``data/file_keys.py``): before, split-data put such a file in train and in val, and show-data
+counted and drew it once per record."""
+
+import json
+import os
+
+from PIL import Image
+
+from maskrcnn.cli import main
+from maskrcnn.data.file_keys import file_key
+from maskrcnn.data.split import written_file_keys
+
+CATEGORIES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+
+
+def _ann(aid, iid, cid):
+    return {"id": aid, "image_id": iid, "category_id": cid, "bbox": [2, 2, 8, 8], "area": 64, "iscrowd": 0,
+            "segmentation": [[2, 2, 10, 2, 10, 10, 2, 10]]}
+
+
+def _dataset(tmp_path):
+    """img/p0..p7.png listed plainly (ids 1..8), then p0 as '../img/p0.png' (id 50) and p1 by its
+    absolute path (id 51), each of those two with a dog the plain record lacks."""
+    folder = tmp_path / "img"
+    folder.mkdir()
+    images, anns = [], []
+    for i in range(8):
+        Image.new("RGB", (16, 16), (40 * i % 255, 90, 30)).save(folder / f"p{i}.png")
+        images.append({"id": i + 1, "file_name": f"p{i}.png", "height": 16, "width": 16})
+        anns.append(_ann(i + 1, i + 1, 1))
+    images.append({"id": 50, "file_name": "../img/p0.png", "height": 16, "width": 16})
+    images.append({"id": 51, "file_name": str(folder / "p1.png"), "height": 16, "width": 16})
+    anns += [_ann(50, 50, 2), _ann(51, 51, 2)]
+    src = tmp_path / "all.json"
+    src.write_text(json.dumps({"images": images, "annotations": anns, "categories": CATEGORIES}))
+    return src, folder
+
+
+def test_file_key_with_a_folder_is_the_real_path(tmp_path):
+    (tmp_path / "img").mkdir()
+    plain = file_key("a.png", tmp_path / "img")
+    assert file_key("../img/a.png", tmp_path / "img") == plain
+    assert file_key(str(tmp_path / "img" / "a.png"), tmp_path / "img") == plain
+    assert file_key("b.png", tmp_path / "img") != plain
+    # without a folder, names only: '..' kept, but an absolute or '..' path goes with its longest end
+    assert written_file_keys(["a.png", "../img/a.png", "C:\\data\\img\\a.png", "x/b.png", "/d/x/b.png",
+                              "/d/c.png"]) == ["a.png", "a.png", "a.png", "x/b.png", "x/b.png", "/d/c.png"]
+
+
+def test_split_data_keeps_every_spelling_of_a_file_in_one_part(tmp_path, capsys):
+    src, folder = _dataset(tmp_path)
+    for images in ([], ["--images", str(folder)]):
+        for seed in range(6):
+            out = tmp_path / f"s{seed}{len(images)}"
+            assert main(["split-data", "--json", str(src), "--output-dir", str(out), "--seed", str(seed),
+                         "--fractions", "0.5,0.5", *images]) == 0
+            parts = {p: json.loads((out / f"{p}.json").read_text()) for p in ("train", "val")}
+            where = {}
+            for p, part in parts.items():
+                for img in part["images"]:
+                    where.setdefault(os.path.realpath(folder / img["file_name"]), set()).add(p)
+            assert all(len(ps) == 1 for ps in where.values()), (images, seed, where)
+        said = capsys.readouterr().out
+        assert "2 image file(s) named by more than one image record" in said
+        assert "the records of each file are kept in one part" in said
+
+
+def test_show_data_draws_one_picture_with_the_union_of_its_objects(tmp_path, capsys, recwarn):
+    src, folder = _dataset(tmp_path)
+    out = tmp_path / "look"
+    assert main(["show-data", "--json", str(src), "--images", str(folder), "--output", str(out),
+                 "--overlay-min-size", "0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 8 and len(summary["overlays"]) == 8
+    assert summary["per_class"]["dog"] == {"instances": 2, "crowd": 0, "images": 2}
+    said = [str(w.message) for w in recwarn if "named by more than one image record" in str(w.message)]
+    assert len(said) == 1 and said[0].count("image file(s)") == 1 and "2 image file(s)" in said[0]
+
+
+def test_part_names_alike_but_for_case_or_json_and_fractions_near_one(tmp_path, capsys):
+    src, _ = _dataset(tmp_path)
+    args = ["split-data", "--json", str(src), "--output-dir", str(tmp_path / "a"), "--names", "a,A"]
+    assert main(args) == 1
+    assert "ignoring case" in capsys.readouterr().err
+    out = tmp_path / "b"
+    assert main(["split-data", "--json", str(src), "--output-dir", str(out), "--names", "x.json,y,z",
+                 "--fractions", "0.333,0.333,0.333"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x.json", "y.json", "z.json"]
+    assert "scaled to sum to 1" in capsys.readouterr().out
