@@ -8,8 +8,9 @@ atomic: it replaces the link, not its target). It is refused before anything is 
 formats that pick their files by suffix (YOLO, VOC, Cityscapes) are checked against the folders they read
 under: the folder SRC, a file SRC's folder and a YOLO YAML's ``path:`` root. The one exception is this
 command's own earlier output written into the source folder (a re-run): a COCO instances file
-(``images``, ``annotations`` and ``categories`` lists) is no LabelMe, VIA or Label Studio file, so it is told apart by its content and
-left out of the conversion with one line saying so, then replaced as any output is.
+(``images``, ``annotations`` and ``categories`` lists) is no LabelMe, VIA or Label Studio file, so it is
+told apart by its content and left out of the conversion with one line saying so, then replaced as any
+output is.
 """
 
 from __future__ import annotations
