@@ -258,6 +258,7 @@ def test_a_run_folder_with_a_list_leaves_out_only_the_files_the_list_names(check
     assert len(line) == 1 and line[0].startswith("maskrcnn predict: left out 4 image file(s) inside predict "
                                                  "output folders: 4 named by a run's list")
     assert f"{images / 'masks' / 'written.json'}" in line[0] and "yolo" not in line[0]
+    assert "yours and predicted" not in line[0]  # yolo/ is named by no image left out: not "there"
 
 
 def test_a_run_folder_whose_list_cannot_be_read_is_left_out_whole_and_said_so(tmp_path, capsys):
@@ -336,3 +337,33 @@ def test_a_parent_that_exists_but_takes_no_files_is_not_said_missing(tmp_path, m
                            "(its file system refuses new files there)"
     with pytest.raises(ValueError, match="cannot write there \\(its file system refuses new files there\\)"):
         io_utils.check_output_dir(locked)
+
+
+def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_the_users(checkpoint, tmp_path,
+                                                                                      capsys):
+    """Before: masks/index.json, the LabelMe files listed in labelme.written.json and that list itself were
+    counted in "N file(s) that are not images or videos" on a later predict of the folder (7, then 8 with
+    index.json). Now the files a run's list names are ours, wherever the list lies; the single-file
+    exports no list names (coco_instances.json) are still counted."""
+    from maskrcnn.commands.predict import _OutputFolders, expand_inputs, other_files
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    _image(images / "sub" / "b.png")
+    flags = ("--export", "masks,labelme,coco", "--no-overlays")
+    assert _predict(checkpoint, images, images, flags=flags) == 0
+    assert (images / "masks" / "index.json").is_file() and (images / "labelme.written.json").is_file()
+    (images / "predictions.json").unlink()
+    capsys.readouterr()
+    found = [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
+    assert found == ["coco_instances.json"]
+    # the masks are named by the run's list; no image of the user's lies beside them: none said predicted
+    assert [p.relative_to(images).as_posix() for p in expand_inputs([images])] == ["a.png", "sub/b.png"]
+    line = [x for x in capsys.readouterr().err.splitlines() if "inside predict output folders" in x]
+    assert len(line) == 1 and "named by a run's list" in line[0] and "yours and predicted" not in line[0]
+    _image(images / "masks" / "mine.png")  # the user's, beside the listed masks: predicted, and said so
+    assert "masks/mine.png" in [p.relative_to(images).as_posix() for p in expand_inputs([images])]
+    assert "; the other images there are yours and predicted)" in capsys.readouterr().err
+    (images / "labelme" / "mine.json").write_text("{}")  # the user's, beside the listed ones: counted
+    found = [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
+    assert found == ["coco_instances.json", "labelme/mine.json"]

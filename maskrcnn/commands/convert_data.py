@@ -279,7 +279,9 @@ def run(args) -> int:
     # its folder takes new files: said now naming --output, not after the conversion (nor as the
     # embedded-images folder beside it)
     check_output_dir(out.parent, f"--output {args.output}: its folder")
-    if args.source_format in READ_SUFFIXES:  # the JSON formats and CVAT check the files they list
+    # YOLO, VOC and Cityscapes pick their files by suffix as they read: checked here, by the folders they
+    # read under; the JSON formats and CVAT check, as they read, the very files they take
+    if args.source_format in READ_SUFFIXES:
         check_by_suffix(out, src=Path(args.src), source_format=args.source_format)
     # an image not found where the file's names point: the images may be elsewhere, which --images says
     hint = args.images is None and args.source_format in IMAGES_FORMATS

@@ -225,6 +225,7 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
     # listed once; a spelling with '..' past a link ('imgs/sub/../a.png', sub a link) may be another file
     listed: dict = {}  # spelled -> {resolved, ...}
     in_output: dict = {}  # the paths left out for lying in an output folder -> their file, counted once each
+    run_folders: set = set()  # the run folders (resolved) whose list named an image left out
     for given in inputs:
         if is_symlink_loop(given):  # no file at its end, as a zero-byte file has no image: named, skipped
             _report_once(Path(given), "a symlink loop", reported, on_left_out)
@@ -245,6 +246,8 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
             why = outputs.run_file(key, top) if top != key else None
             if why is not None:  # (why, the folder as the user spelled the input)
                 in_output[spelled] = key, (why[0], Path(given) / why[1].relative_to(top))
+                if why[0] == "listed":
+                    run_folders.add(why[1])
                 continue
             kept = seen.get(key)
             if kept is None:
@@ -268,8 +271,11 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
                 continue
             listed.setdefault(spelled, set()).add(key)
             files.append(f)
-    line = run_files_line(why for p, (resolved, why) in in_output.items()
-                          if resolved not in listed.get(p, ()))  # those not predicted by another path
+    # an image of the user's in such a folder (yolo/images/ beside the run's labels) is predicted: said
+    kept_beside = any(folder in key.parents for key in seen for folder in run_folders)
+    line = run_files_line((why for p, (resolved, why) in in_output.items()
+                           if resolved not in listed.get(p, ())),  # those not predicted by another path
+                          kept_beside=kept_beside)
     if line:
         print(line, file=sys.stderr)
     return files
@@ -280,7 +286,8 @@ def other_files(inputs, outputs) -> list:
     neither an image nor a video extension, sorted: never predicted, so counted in one line
     (``other_files_line``) rather than left out without a word. Output folders of ``predict``
     (``outputs``, an ``_OutputFolders``) are not looked in, and the files a run folder's list names (its
-    YOLO labels, the list itself) and a video run's results (``_video_results``) are not counted: they are
+    YOLO labels, masks/index.json, LabelMe's files by labelme.written.json beside labelme/; the list
+    itself) and a video run's results (``_video_results``) are not counted: they are
     a run's own, not the user's."""
     import os
 
@@ -448,8 +455,9 @@ class _OutputFolders:
         if folder not in self._lists:
             from maskrcnn.data.pre_annotations.written_files import listed_files
 
-            holds = folder.name in self._run_folders and any((folder / n).is_file() for n in _WRITTEN_LISTS)
-            self._lists[folder] = listed_files(folder) if holds else False
+            record = _record_of(folder)
+            holds = folder.name in self._run_folders and any(p.is_file() for p in _lists_at(record))
+            self._lists[folder] = listed_files(folder, record) if holds else False
         return self._lists[folder]
 
     def inside(self, folder: Path, top: Path) -> bool:
@@ -469,6 +477,11 @@ class _OutputFolders:
         a run folder whose list cannot be read: which files are the run's cannot be told, so all are
         taken, as before the lists named them); None: the user's. A masks/ or labelme/ folder without a
         list is the user's, also in the images folder: the listing is made before this run writes."""
+        from maskrcnn.data.pre_annotations.export import LABELME_DIR
+
+        labelme = path.parent / LABELME_DIR
+        if path.name in (p.name for p in _lists_at(_record_of(labelme))) and self._run_list(labelme):
+            return "listed", labelme  # LabelMe's list, kept beside its folder (the folder is read whole)
         folder = path.parent
         while folder != top and top in folder.parents:
             if self._whole(folder):  # named by the output folder, not its overlays/
@@ -483,9 +496,25 @@ class _OutputFolders:
         return None
 
 
-def run_files_line(left_out) -> Optional[str]:
+def _record_of(folder: Path) -> Path:
+    """Where the list of the files a run wrote in the run folder ``folder`` lies: LabelMe's beside it (a
+    JSON list inside would be read back as a LabelMe file), the others' inside."""
+    from maskrcnn.data.pre_annotations.export import LABELME_DIR, LABELME_RECORD
+
+    return folder.parent / LABELME_RECORD if folder.name == LABELME_DIR else folder / WRITTEN_FILE
+
+
+def _lists_at(record: Path) -> tuple:
+    """The list ``record`` and a killed run's list beside it."""
+    from maskrcnn.data.pre_annotations.written_files import partial_record
+
+    return record, partial_record(record)
+
+
+def run_files_line(left_out, *, kept_beside: bool = False) -> Optional[str]:
     """One line saying which image files of the input folders were left out as a run's own and why:
-    ``left_out``, ``(why, folder as shown)`` of each (``_OutputFolders.run_file``); None when none were."""
+    ``left_out``, ``(why, folder as shown)`` of each (``_OutputFolders.run_file``); None when none were.
+    ``kept_beside``: images no list names were found in those run folders and predicted (said so)."""
     from maskrcnn.listing import short_listing
 
     left_out = list(left_out)
@@ -499,7 +528,8 @@ def run_files_line(left_out) -> Optional[str]:
         return short_listing(sorted({shown_path(tail(f)) for f in by_why[why]}), limit=3)
 
     def list_file(folder):
-        return next((folder / n for n in _WRITTEN_LISTS if (folder / n).is_file()), folder / WRITTEN_FILE)
+        lists = _lists_at(_record_of(folder))
+        return next((p for p in lists if p.is_file()), lists[0])
 
     parts = []
     if "output" in by_why:
@@ -507,7 +537,8 @@ def run_files_line(left_out) -> Optional[str]:
                      f"predictions.json, or its overlays/: {folders('output')})")
     if "listed" in by_why:
         parts.append(f"{len(by_why['listed'])} named by a run's list of the files it wrote "
-                     f"({folders('listed', list_file)}; the other images there are yours and predicted)")
+                     f"({folders('listed', list_file)}"
+                     + ("; the other images there are yours and predicted)" if kept_beside else ")"))
     if "unreadable" in by_why:
         parts.append(f"{len(by_why['unreadable'])} in run folders whose list of the files written cannot be "
                      f"read ({folders('unreadable', list_file)}: all of the folder taken for the run's)")

@@ -48,7 +48,7 @@ def _labelme(folder, names="ab", embedded=False):
 def _refused(capsys, shown, *, what="one of the source's labelme annotation files"):
     err = capsys.readouterr().err
     assert f"error: --output {shown}: is {what}" in err, err
-    assert "writing the COCO file there would replace it" in err and "e.g. --output " in err
+    assert "choose another file, e.g. --output " in err and "would replace it" not in err
     return err
 
 
@@ -162,3 +162,58 @@ def test_an_output_folder_that_takes_no_files_is_said_naming_output_before_conve
     assert err.startswith(f"maskrcnn convert-data: error: --output {out}: its folder {refusing_folder}: "
                           "cannot write there"), err
     assert "nope_images" not in err and "skipped" not in err  # nothing converted first
+
+
+def _yolo(root, yaml="path: .\ntrain: images/train\nnames: [cat]\n"):
+    _jpg(root / "images" / "train" / "a.jpg")
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (root / "data.yaml").write_text(yaml)
+    return root
+
+
+def test_a_yolo_label_file_is_refused_when_src_is_the_yaml_or_its_path_points_elsewhere(tmp_path, capsys):
+    # was read, then replaced by the COCO file (status 0): only the folder SRC was looked in
+    root = _yolo(tmp_path / "y")
+    other = _yolo(tmp_path / "B")
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A" / "data.yaml").write_text("path: ../B\ntrain: images/train\nnames: [cat]\n")
+    for src, out in [(root / "data.yaml", root / "labels" / "train" / "a.txt"),
+                     (tmp_path / "A" / "data.yaml", other / "labels" / "train" / "a.txt"),
+                     (tmp_path / "A", other / "labels" / "train" / "a.txt")]:
+        before = out.read_bytes()
+        assert _convert("yolo", src, out, "--boxes-as-masks") == 1, (src, out)
+        _refused(capsys, out, what="one of the source's yolo annotation files")
+        assert out.read_bytes() == before
+    assert _convert("yolo", tmp_path / "A", tmp_path / "A" / "coco.json", "--boxes-as-masks") == 0
+
+
+def _voc_tree(root):
+    from test_formats_voc import _tree
+
+    _tree(root)
+    return root
+
+
+def _cityscapes_tree(root):
+    from test_formats_cityscapes import _tree
+
+    _tree(root)
+    return root
+
+
+@pytest.mark.parametrize("fmt,make,rel", [
+    ("voc", _voc_tree, "ImageSets/Segmentation/train.txt"),
+    ("voc", _voc_tree, "Annotations/2007_000001.xml"),
+    ("voc", _voc_tree, "SegmentationObject/2007_000001.png"),
+    ("cityscapes", _cityscapes_tree, "gtFine/train/aachen/aachen_000000_000019_gtFine_polygons.json"),
+    ("cityscapes", _cityscapes_tree, "gtFine/train/aachen/aachen_000001_000019_gtFine_instanceIds.png"),
+])
+def test_a_voc_or_cityscapes_file_of_the_folder_named_as_output_is_refused(tmp_path, capsys, fmt, make, rel):
+    src = make(tmp_path / fmt)
+    out = src / rel
+    assert out.is_file()
+    before = out.read_bytes()
+    assert _convert(fmt, src, out, "--split", "train") == 1
+    _refused(capsys, out, what=f"one of the source's {fmt} annotation files")
+    assert out.read_bytes() == before

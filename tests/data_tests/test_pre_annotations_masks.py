@@ -229,8 +229,8 @@ def test_a_rerun_removes_the_earlier_runs_mask_files_it_does_not_write_again(tmp
     assert not (pre / "cutouts" / "c").exists()  # its folder, left empty, goes too
     assert "masks: removed 2 file(s) of the earlier run that this run did not write again" in err
     assert "cutouts: removed 4 file(s) of the earlier run" in err
-    assert json.loads((pre / "masks" / "written.json").read_text())["files"] == ["sub/a.png",
-                                                                                 "sub/a_classes.png"]
+    assert json.loads((pre / "masks" / "written.json").read_text())["files"] == [
+        "index.json", "sub/a.png", "sub/a_classes.png"]  # index.json: ours too, listed
     assert list(json.loads((pre / "masks" / "index.json").read_text())) == ["sub/a.png"]
 
     third = _export(tmp_path, ["masks"], files=[c])  # stopped before its first image: nothing replaced

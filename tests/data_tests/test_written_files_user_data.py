@@ -111,7 +111,9 @@ def test_a_mask_pair_with_one_of_the_users_is_written_neither_and_keeps_its_inde
     assert (masks / "a_classes.png").read_bytes() == b"painted classes"
     assert json.loads((masks / "index.json").read_text()) == earlier_index
     listed = json.loads((masks / "written.json").read_text())
-    assert listed["files"] == ["a.png"] and listed["sha256"] == {"a.png": [content_hash(ids)]}
+    index = content_hash((masks / "index.json").read_bytes())  # ours too, listed with its hash
+    assert listed["files"] == ["a.png", "index.json"]
+    assert listed["sha256"] == {"a.png": [content_hash(ids)], "index.json": [index]}
     assert "(a_classes.png)" in capsys.readouterr().err
 
 

@@ -2,11 +2,15 @@
 
 An existing ``--output`` that is one of the source's annotation files (by any spelling: relative or
 absolute, a symlink, a hard link, another case on a case-insensitive disk; the file's identity, not its
-name, decides) would be replaced by the COCO file written at the end: the user's own labels lost. It is
-refused before anything is read or written. The one exception is this command's own earlier output
-written into the source folder (a re-run): a COCO instances file (``images``, ``annotations`` and
-``categories`` lists) is no LabelMe, VIA or Label Studio file, so it is told apart by its content and
-left out of the conversion with one line saying so, then replaced as any output is.
+name, decides) would be lost to the COCO file written at the end: the user's own labels under that name
+replaced, or, by a link or another spelling, the name taken from the file they are in (the write is
+atomic: it replaces the link, not its target). It is refused before anything is read or written. The
+formats that pick their files by suffix (YOLO, VOC, Cityscapes) are checked against the folders they read
+under: the folder SRC, a file SRC's folder and a YOLO YAML's ``path:`` root. The one exception is this
+command's own earlier output written into the source folder (a re-run): a COCO instances file
+(``images``, ``annotations`` and ``categories`` lists) is no LabelMe, VIA or Label Studio file, so it is
+told apart by its content and left out of the conversion with one line saying so, then replaced as any
+output is.
 """
 
 from __future__ import annotations
@@ -74,11 +78,14 @@ def suggested_output(src: Path) -> Path:
 def refusal(output: Path, found: Path, *, src: Path, source_format: str) -> str:
     """The error of an ``--output`` that is the source's annotation file ``found``."""
     # SRC a file: the conversion reads that one file, so it is the one found
-    what = "SRC itself" if Path(src).is_file() else f"one of the source's {source_format} annotation files"
-    if not Path(src).is_file() and str(found) != str(output):  # a link or another spelling: which file
-        what += f" ({found})"
-    return (f"--output {output}: is {what}; writing the COCO file there would replace it (nothing written); "
-            f"choose another file, e.g. --output {shell_word(suggested_output(src))}")
+    itself = Path(src).is_file() and same_files(found, [Path(src)])
+    what = "SRC itself" if itself else f"one of the source's {source_format} annotation files"
+    if str(found) != str(output) and not itself:  # a link or another spelling: which file
+        what += f" ({found}, by a link or another name)"
+    # not "would be written over": a link is replaced, its target kept, yet --output would not be the
+    # file the user meant either way
+    return (f"--output {output}: is {what} (nothing written); choose another file, e.g. --output "
+            f"{shell_word(suggested_output(src))}")
 
 
 def drop_earlier_output(files: Sequence[Path], *, output: Path, src: Path, source_format: str,
@@ -95,14 +102,26 @@ def drop_earlier_output(files: Sequence[Path], *, output: Path, src: Path, sourc
     raise ValueError(refusal(output, hits[0], src=src, source_format=source_format))
 
 
+def read_roots(src: Path, source_format: str) -> list:
+    """The folders the conversion of SRC reads its files under: the folder SRC (a file SRC: its folder),
+    and for YOLO the YAML's ``path:`` root as its reader resolves it."""
+    if source_format == "yolo":
+        from maskrcnn.data.formats.yolo import read_roots as yolo_roots
+
+        return yolo_roots(src)
+    return [Path(src) if Path(src).is_dir() else Path(src).parent]
+
+
 def check_by_suffix(output: Path, *, src: Path, source_format: str) -> None:
-    """ValueError when an existing ``output`` is SRC itself or, SRC a folder, lies in it with a suffix the
-    format reads there (a COCO file is none of those formats' annotations: let through)."""
+    """ValueError when an existing ``output`` is SRC itself or lies under a folder the conversion reads
+    (``read_roots``) with a suffix the format reads there (a COCO file is none of those formats'
+    annotations: let through)."""
     src = Path(src)
     if src.is_file() and same_files(output, [src]):
         raise ValueError(refusal(output, src, src=src, source_format=source_format))
     suffixes = READ_SUFFIXES.get(source_format, ())
     output = Path(os.path.normpath(output)) if _stat(output) is None else Path(output)
-    if (_stat(output) is not None and Path(output).suffix.lower() in suffixes and src.is_dir()
-            and _inside(output, src) and not is_coco_instances(output)):
+    if (_stat(output) is not None and Path(output).suffix.lower() in suffixes
+            and any(_inside(output, root) for root in read_roots(src, source_format))
+            and not is_coco_instances(output)):
         raise ValueError(refusal(output, Path(output), src=src, source_format=source_format))

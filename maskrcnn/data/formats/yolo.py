@@ -201,26 +201,61 @@ def _listed_images(list_file: Path, root: Path) -> list:
     return images
 
 
+def _yaml_root(path: Path, data: dict) -> Path:
+    """The folder the YAML ``path``'s splits are read under: its ``path:`` (relative to the YAML's
+    folder; an absolute one as it is) when that is a folder, else the YAML's folder."""
+    root = path.parent
+    given = data.get("path")
+    if given in (None, ""):
+        return root
+    if not isinstance(given, str):
+        raise ValueError(f"{path}: 'path' must be a folder, not {given!r}")
+    candidate = root / given
+    if not candidate.is_dir():
+        return root
+    # "yolo3/../yolo3" shown as "yolo3" (in file names and the images-folder hint): the lexical form is
+    # kept only where it is the same folder (a symlink before '..' would make it another)
+    tidy = Path(os.path.normpath(candidate))
+    return tidy if tidy.resolve() == candidate.resolve() else candidate
+
+
+def _dataset_yaml(src: Path) -> Optional[Path]:
+    """The YAML the folder ``src`` is read by (``data.yaml`` when it holds several); None when it holds
+    none; ValueError when it holds several and none of the preferred names."""
+    yamls = sorted(p for p in [*src.glob("*.yaml"), *src.glob("*.yml")] if p.is_file())
+    preferred = [p for p in yamls if p.name in _PREFERRED_YAML]
+    if len(yamls) > 1 and not preferred:
+        raise ValueError(f"{src}: holds several YAML files ({', '.join(p.name for p in yamls)}); give the "
+                         "dataset's one as SRC")
+    return (preferred or yamls)[0] if yamls else None
+
+
+def read_roots(src: Path) -> list:
+    """The folders the conversion of SRC reads label files under, as ``find_dataset`` finds them: the
+    folder SRC (or the YAML's folder) and the YAML's ``path:`` root. The YAML's own problems are left
+    to the conversion to say: then only the first."""
+    src = Path(src)
+    roots = [src.parent if src.is_file() else src]
+    try:
+        path = src if src.is_file() else _dataset_yaml(src) if src.is_dir() else None
+        if path is not None:
+            roots.append(_yaml_root(path, _read_yaml(path)))
+    except (OSError, ValueError):
+        pass
+    return roots
+
+
 def _yaml_dataset(path: Path, split: str, report: Report) -> YoloDataset:
     data = _read_yaml(path)
     if data.get("kpt_shape") is not None:
         raise ValueError(f"{path}: a pose dataset ('kpt_shape'): its lines are boxes with keypoints, not "
                          "polygons; not converted")
     names = _yaml_names(data, path)
-    root = path.parent
+    root = _yaml_root(path, data)
     given = data.get("path")
-    if given not in (None, ""):
-        if not isinstance(given, str):
-            raise ValueError(f"{path}: 'path' must be a folder, not {given!r}")
-        candidate = root / given  # an absolute 'path' stays as it is
-        if candidate.is_dir():
-            # "yolo3/../yolo3" shown as "yolo3" (in file names and the images-folder hint): the lexical
-            # form is kept only where it is the same folder (a symlink before '..' would make it another)
-            tidy = Path(os.path.normpath(candidate))
-            root = tidy if tidy.resolve() == candidate.resolve() else candidate
-        else:
-            report.warn(path.name, f"'path: {given}' is not a folder here; reading the splits relative to "
-                                   f"the YAML's folder {root}")
+    if given not in (None, "") and root == path.parent and not (path.parent / given).is_dir():
+        report.warn(path.name, f"'path: {given}' is not a folder here; reading the splits relative to "
+                               f"the YAML's folder {root}")
     key = next((k for k in _SPLIT_KEYS.get(split, (split,)) if data.get(k)), None)
     if key is None:
         present = [k for k in _KNOWN_SPLITS if data.get(k)]
@@ -318,13 +353,9 @@ def find_dataset(src: Path, *, split: Optional[str], report: Report) -> YoloData
         return _yaml_dataset(src, split or "train", report)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such file or folder")
-    yamls = sorted(p for p in [*src.glob("*.yaml"), *src.glob("*.yml")] if p.is_file())
-    preferred = [p for p in yamls if p.name in _PREFERRED_YAML]
-    if len(yamls) > 1 and not preferred:
-        raise ValueError(f"{src}: holds several YAML files ({', '.join(p.name for p in yamls)}); give the "
-                         "dataset's one as SRC")
-    if yamls:
-        return _yaml_dataset((preferred or yamls)[0], split or "train", report)
+    yaml = _dataset_yaml(src)
+    if yaml is not None:
+        return _yaml_dataset(yaml, split or "train", report)
     return _folder_dataset(src, split, report)
 
 

@@ -217,6 +217,10 @@ class MaskFiles:
         the line counting the earlier files removed."""
         folder = self.out_dir / fmt
         folder.mkdir(parents=True, exist_ok=True)
+        if fmt == MASKS_DIR and (replace or not (folder / MASKS_INDEX).exists()):
+            atomic_write_json(folder / MASKS_INDEX, self.index)
+            # listed with its hash: a later predict of the folder takes it for ours, not the user's file
+            self.written[fmt].keep_unchanged(MASKS_INDEX)
         removed = self.written[fmt].finish(replace=replace)
         if removed:
             why = ("this partial run (stopped early) did not write: images not reached or not predicted now, "
@@ -226,8 +230,6 @@ class MaskFiles:
                   f"{folder}/", file=sys.stderr)
         for line in self.written[fmt].kept_lines():  # the user's files (edited, or put there): left alone
             print(line, file=sys.stderr)
-        if fmt == MASKS_DIR and (replace or not (folder / MASKS_INDEX).exists()):
-            atomic_write_json(folder / MASKS_INDEX, self.index)
         if fmt == CUTOUTS_DIR and self.min_area > 0:
             print(f"pre-annotations: cutouts: {self.below_min_area} instance(s) left out by "
                   f"--export-min-area {self.min_area} (masks of fewer pixels; the mask images and other "

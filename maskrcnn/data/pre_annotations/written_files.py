@@ -243,11 +243,18 @@ def _as_written(path: Path, rel: str, hashes: dict, stamps: dict, also: Set[str]
     return rel in also
 
 
-def listed_files(folder: Path) -> Optional[Set[str]]:
-    """The paths ``folder``'s lists name (``written.json`` and a killed run's ``written.partial.jsonl``),
-    relative to it, said nowhere; None when a list there cannot be read (``read_written`` says why):
-    ``predict`` then takes the whole folder for a run's, as it cannot tell which of its files are."""
-    found, problems, _, _ = _parse_lists(folder / WRITTEN_FILE, folder / WRITTEN_PARTIAL)
+def partial_record(record: Path) -> Path:
+    """The killed run's list beside the list ``record`` (written.json -> written.partial.jsonl)."""
+    return Path(record).with_name(_partial_name(Path(record)))
+
+
+def listed_files(folder: Path, record: Optional[Path] = None) -> Optional[Set[str]]:
+    """The paths ``folder``'s lists name (``written.json`` and a killed run's ``written.partial.jsonl``;
+    ``record``: the list kept elsewhere, as ``WrittenFiles`` takes it), relative to it, said nowhere; None
+    when a list there cannot be read (``read_written`` says why): ``predict`` then takes the whole folder
+    for a run's, as it cannot tell which of its files are."""
+    record = Path(record) if record is not None else folder / WRITTEN_FILE
+    found, problems, _, _ = _parse_lists(record, partial_record(record))
     return None if problems else found
 
 
