@@ -31,8 +31,10 @@ def test_a_huge_number_outside_the_keys_asked_for_hides_none_of_theirs():
     cfg = Config()
     cfg.model.num_classes = 1
     cfg.solver.warmup_iters = 10**30
-    assert config_problems(cfg, stored=True, keys=MODEL_KEYS) == ["model.num_classes must be in [2, 100000], got 1"]
+    assert config_problems(cfg, stored=True, keys=MODEL_KEYS) == [
+        "model.num_classes must be in [2, 100000], got 1"]
     # the key asked for is still said first and alone, by its length
     assert config_problems(cfg, stored=True, keys=("solver.",)) == [
-        "solver.warmup_iters must be below 2**64 in size (what torch and numpy hold), got an integer of 31 digits"]
+        "solver.warmup_iters must be below 2**64 in size (what torch and numpy hold), got an integer of "
+        "31 digits"]
     assert cfg.solver.warmup_iters == 10**30  # the checks worked on a copy
