@@ -742,7 +742,7 @@ def build_training(
             f"{output} already holds a training run ({names}); pass {option_word(caller, '--resume')} to "
             f"continue it, {option_word(caller, '--overwrite')} to replace it, or choose another "
             f"{option_word(caller, '--output')}")
-    refusal = finished_without_checkpoint(output) if resume else ""
+    refusal = finished_without_checkpoint(output, caller=caller) if resume else ""
     if refusal:  # before anything is written: the config.yaml of a fresh start would replace the run's
         raise ValueError(refusal)
 
@@ -771,7 +771,8 @@ def build_training(
                                            config_said=config_said, read=read, caller=caller)
         run_classes = run_classes if resuming else ()
         held = read.get("checkpoint")  # an INT8 or weights-only file: refused before the data is read
-        refusal = no_training_state(read["path"], held, checkpoint_candidates(output)) if held else ""
+        refusal = (no_training_state(read["path"], held, checkpoint_candidates(output), caller=caller)
+                   if held else "")
         if refusal:
             raise ValueError(refusal)
     # before the device, the data and the model: frozen layers over random weights never train
