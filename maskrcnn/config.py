@@ -954,13 +954,40 @@ def _huge_problems(cfg: Config) -> dict:
     torch or the loader fail on later. Said by its length, not its 400 digits."""
     found = {}
     for key in config_keys(cfg):
-        value = get_key(cfg, key)
-        values = value if isinstance(value, (tuple, list)) else (value,)
-        big = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= _MAX_WHOLE]
-        if big:
+        big = _first_huge(get_key(cfg, key))
+        if big is not None:
             found[key] = (f"{key} must be below 2**64 in size (what torch and numpy hold), got "
-                          f"{_shown_whole(big[0])}")
+                          f"{_shown_whole(big)}")
     return found
+
+
+def _first_huge(value) -> Optional[int]:
+    """The first whole number of 64 bits or more in ``value``, looking inside lists and mappings at any
+    depth (``data.keypoint_flip_map``'s pairs, ``model.init_class_map``'s values): a flat look let a
+    400-digit pair through and showed a nested one whole in a later check's message."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if abs(value) >= _MAX_WHOLE else None
+    if isinstance(value, Mapping):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            big = _first_huge(v)
+            if big is not None:
+                return big
+    return None
+
+
+def _with_defaults(cfg: Config, keys) -> Config:
+    """A copy of ``cfg`` with ``keys`` at their defaults: the other keys' checks run without the huge
+    numbers they hold (a check showing or converting one would print its digits or overflow)."""
+    out, default = copy.deepcopy(cfg), Config()
+    for key in keys:
+        *path, name = key.split(".")
+        node = out
+        for part in path:
+            node = getattr(node, part)
+        setattr(node, name, copy.deepcopy(get_key(default, key)))
+    return out
 
 
 def _shown_whole(v: int) -> str:
@@ -986,9 +1013,12 @@ def config_problems(cfg: Config, *, stored: bool = False, keys: Optional[tuple] 
         return kinds
     # a config to train with: solver.iters and seed are bounded by _training_problems, in their own words
     huge = {k: p for k, p in _huge_problems(cfg).items() if stored or k not in _TRAINING_BOUNDS}
-    if huge:  # the checks below would show those numbers whole (and compare them): the rest once mended
-        problems = list(huge.values())
-        return kinds + ([p for p in problems if p.startswith(keys)] if keys is not None else problems)
+    shown = [p for p in huge.values() if keys is None or p.startswith(keys)]
+    if shown:  # the checks below would show those numbers whole (and compare them): the rest once mended
+        return kinds + shown
+    if huge:  # only keys the caller does not ask about: theirs are still checked (a bad model key was
+        # hidden by a huge solver one when only the model keys were asked for)
+        cfg = _with_defaults(cfg, huge)
     problems = []
     for key, (test, wanted) in _RANGES.items():
         value = get_key(cfg, key)

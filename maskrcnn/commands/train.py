@@ -314,8 +314,11 @@ def _set_up(args, given: dict, *, config_said=None, caller="maskrcnn train"):
         overrides["model.init_weights"] = args.init
     # the --init file read to choose the preset is the one whose weights start the run: read once
     reads = FileReads()
+    # the preset's note is held for build_training to say once every check has passed: a run refused on
+    # its data said "--config not given: ... finetune preset" before its one error
+    held: list = []
     config = args.config or default_config(overrides.get("model.init_weights"), resume=args.resume,
-                                           say=du.say_on_launch_rank0, reads=reads,
+                                           say=held.append, reads=reads,
                                            caller=caller)  # --init, or --set model.init_weights
     cfg, written = load_config_keys(config, overrides)  # the --config file read once
     trainer, cfg = build_training(
@@ -340,6 +343,7 @@ def _set_up(args, given: dict, *, config_said=None, caller="maskrcnn train"):
         config_said=config_said,
         parsed=parsed,
         caller=caller,
+        held_lines=held,
     )
     parsed.clear()  # not held during the run
     reads.clear()  # what the weights' reading did not take (a --resume, a file changed in between): not

@@ -40,6 +40,10 @@ def _checked_image_id(image_id) -> Union[int, str]:
     (``CocoDataset`` reads a ground truth's "7" so) and is what COCO tools expect; written quoted,
     pycocotools refused it."""
     if isinstance(image_id, str):
+        if image_id.isascii() and image_id.isdecimal() and len(image_id) > 20:
+            # no 64-bit id has more digits; int() stopped on Python's own limit (4300) naming nothing
+            raise ValueError(f"detections_to_coco_results: image_id {image_id[:12]!r}... (a string of "
+                             f"{len(image_id)} digits) is not an image id (those have at most 20 digits)")
         # only the spelling int() gives back: "007" and " 7" may be file stems, kept for eval to match
         spelled = image_id.isascii() and image_id.isdecimal() and str(int(image_id)) == image_id
         return int(image_id) if spelled else image_id

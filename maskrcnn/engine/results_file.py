@@ -246,12 +246,41 @@ def plan_iou_types(files: list, wanted=None) -> dict:
     return plan
 
 
+# more digits than any 64-bit id has: such a string is a name, never read as a number (int() of 4300
+# digits and more stopped on Python's own error, naming neither the file nor the field)
+_ID_DIGITS = 20
+
+
+def _id_digits(text: str) -> bool:
+    """Whether ``text`` spells a whole number an id can be (an optional "-", then at most 20 digits)."""
+    digits = text.strip().lstrip("-")
+    return digits.isdecimal() and len(digits) <= _ID_DIGITS
+
+
+def _refuse_long_digits(values: set, coco_gt, source: str, read_as: str) -> None:
+    """ValueError naming the file and the field for an ``image_id`` string of more than 20 digits that is
+    no file name of the ground truth's images: no id has that many, and reading it as a number stopped
+    on Python's int() limit (4300 digits), naming neither. Shown by its length."""
+    long = sorted(v for v in values if isinstance(v, str) and v.strip().lstrip("-").isdecimal()
+                  and not _id_digits(v))
+    if not long:
+        return
+    names = image_name_keys(coco_gt) if read_as != "id" else set()
+    unnamed = [v for v in long if v not in names]
+    if unnamed:
+        v = unnamed[0].strip()
+        raise ValueError(f"{source}: image_id {v[:12]!r}... (a string of {len(v.lstrip('-'))} digits) is "
+                         f"not an image id (those have at most {_ID_DIGITS} digits)"
+                         + (" nor a file name of the ground truth's images" if read_as != "id" else "")
+                         + (f" ({len(unnamed)} such values)" if len(unnamed) > 1 else ""))
+
+
 def _name_keys(file_name: str) -> set:
     """The ways a results file names an image: its file name, base name and stem, and the stem as an
     integer when it is all digits (Ultralytics' ``image_id``)."""
     path = Path(str(file_name).replace("\\", "/"))
     keys = {str(file_name), path.name, path.stem}
-    if path.stem.isdecimal():  # (a "².png" is isdigit, and no int)
+    if _id_digits(path.stem):  # (a "².png" is isdigit, and no int)
         keys.add(int(path.stem))
     return keys
 
@@ -288,6 +317,7 @@ def match_image_ids(results: list, coco_gt, source: str, *, read_as: str = "auto
     if not all(isinstance(i, (int, str)) and not isinstance(i, bool) for i in ids):
         return results  # validation names them
     values = set(ids)
+    _refuse_long_digits(values, coco_gt, source, read_as)
     as_id = _id_reading(values, set(coco_gt.getImgIds()))
     if read_as == "id":
         return _read_as_ids(results, as_id, source)  # validation names ids the ground truth lacks
@@ -337,7 +367,7 @@ def _id_reading(values: set, known: set) -> dict:
     for v in values:
         if v in known:
             out[v] = v
-        elif isinstance(v, str) and v.isascii() and v.strip().lstrip("-").isdecimal() and int(v) in numbers:
+        elif isinstance(v, str) and v.isascii() and _id_digits(v) and int(v) in numbers:
             out[v] = int(v)
         elif isinstance(v, int) and str(v) in known:
             out[v] = str(v)
@@ -577,7 +607,7 @@ def _same_id(given, target) -> bool:
     as a hand-made script writes it: read as the number, not renumbered)."""
     if given == target:
         return True
-    return (isinstance(given, str) and isinstance(target, int) and given.strip().lstrip("-").isdecimal()
+    return (isinstance(given, str) and isinstance(target, int) and _id_digits(given)
             and int(given) == target)
 
 
@@ -791,7 +821,7 @@ def read_category_map(path) -> dict:
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError(f"{path}: category map entry {key!r}: {str(value)[:30]} is not an id")
-        out[int(key) if key.lstrip("-").isdecimal() else key] = value  # ("²" is isdigit, no int)
+        out[int(key) if _id_digits(key) else key] = value  # ("²" is isdigit, no int)
     return out
 
 
@@ -803,7 +833,7 @@ def _map_key(category_id, mapping: dict):
         return None
     if category_id in mapping:
         return category_id
-    digits = isinstance(category_id, str) and category_id.strip().lstrip("-").isdecimal()
+    digits = isinstance(category_id, str) and _id_digits(category_id)
     if digits and int(category_id) in mapping:
         return int(category_id)
     return None

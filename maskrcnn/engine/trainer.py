@@ -292,11 +292,27 @@ def set_aside_stateless(found: dict, iteration: int, *, max_iter: int, checkpoin
 TRAINING_STATE = ("optimizer", "scheduler", "iteration")  # what a resume cannot go on without
 
 
-def no_training_state(path: Path, ckpt: dict, candidates=()) -> str:
+def _new_run_words(caller: str, weights: Path, folder: str, config: Optional[Path] = None) -> str:
+    """A new run from ``weights`` (with ``config``) into ``folder`` as ``caller`` starts one: "--init W
+    --config C --output F", or ``maskrcnn.train()``'s "init='W', config='C', output='F'"."""
+    from maskrcnn.engine.caller_words import API, given
+
+    if caller != API:  # the command's words are shell words (a path with spaces stays one word)
+        weights, config = shell_word(weights), config and shell_word(config)
+    parts = [given(caller, "--init", str(weights))]
+    parts += [given(caller, "--config", str(config))] if config else []
+    parts.append(given(caller, "--output", folder))
+    return (", " if caller == API else " ").join(parts)
+
+
+def no_training_state(path: Path, ckpt: dict, candidates=(), *, caller: str = "maskrcnn train") -> str:
     """The refusal of resuming from ``ckpt`` (read from ``path``) when it lacks ``TRAINING_STATE``: an INT8
     file written by ``quantize`` (its "int8" section; weights and config only), or weights saved without
     the run's state; "" when it has it. ``candidates``: the run's other checkpoint files, named as the way
-    out. (Loaded as it was, the bare KeyError said only "optimizer".)"""
+    out. (Loaded as it was, the bare KeyError said only "optimizer".) ``caller``: whose words the way out
+    is in (``caller_words``: "--init ...", or ``maskrcnn.train()``'s "init=...")."""
+    from maskrcnn.engine.caller_words import option_word
+
     missing = [key for key in TRAINING_STATE if key not in ckpt]
     if not missing:
         return ""
@@ -306,11 +322,10 @@ def no_training_state(path: Path, ckpt: dict, candidates=()) -> str:
     listed = short_listing(others, limit=3)
     point = f"point {pointer} at a checkpoint the run wrote ({listed}), or " if others else ""
     config = Path(path).parent / "config.yaml"  # without it the new run would take another preset
-    same = f" --config {shell_word(config)}" if config.is_file() else ""
-    return (f"--resume: {path} is {what}: it holds no training state (no {', '.join(missing)}), so the run "
-            f"cannot go on from it; {point}train on from its weights in a new run: --init "
-            f"{shell_word(path)}{same} --output ANOTHER_FOLDER" + ("" if others else " (the run holds no "
-                                                                   "other checkpoint)"))
+    way = _new_run_words(caller, Path(path), "ANOTHER_FOLDER", config if config.is_file() else None)
+    return (f"{option_word(caller, '--resume')}: {path} is {what}: it holds no training state (no "
+            f"{', '.join(missing)}), so the run cannot go on from it; {point}train on from its weights in a "
+            f"new run: {way}" + ("" if others else " (the run holds no other checkpoint)"))
 
 
 def _lacks_training_state(ckpt: dict) -> bool:
@@ -321,11 +336,14 @@ def _what_lacks_state(ckpt: dict) -> str:
     return "an INT8 file written by `maskrcnn quantize`" if "int8" in ckpt else "a weights-only file"
 
 
-def finished_without_checkpoint(output_dir: Path) -> str:
+def finished_without_checkpoint(output_dir: Path, *, caller: str = "maskrcnn train") -> str:
     """The refusal of a resume of ``output_dir`` when it holds finished weights (model_final.pth,
     model_best.pth) but no checkpoint to continue from (no ``last_checkpoint``, no model_NNNNNNN.pth: a
     finished run whose periodic checkpoints were cleaned up); "" otherwise. Starting such a run again
-    from iteration 0 would remove its best model and metrics and overwrite its final weights."""
+    from iteration 0 would remove its best model and metrics and overwrite its final weights. ``caller``:
+    whose words the ways out are in (``caller_words``)."""
+    from maskrcnn.engine.caller_words import option_word
+
     output_dir = Path(output_dir)
     if checkpoint_candidates(output_dir):
         return ""
@@ -333,8 +351,8 @@ def finished_without_checkpoint(output_dir: Path) -> str:
     if not finished:
         return ""
     return (f"{output_dir} holds finished weights ({finished[0]}) but no checkpoint to continue from; "
-            f"--init {shell_word(output_dir / finished[0])} --output ANOTHER to train on from them, or "
-            "--overwrite to start again")
+            f"{_new_run_words(caller, output_dir / finished[0], 'ANOTHER')} to train on from them, or "
+            f"{option_word(caller, '--overwrite')} to start again")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -710,7 +728,7 @@ class Trainer:
             raise CheckpointError(
                 f"{self.output_dir}: no readable checkpoint to resume from: {'; '.join(errors)}"
             )
-        refusal = no_training_state(path, ckpt, checkpoint_candidates(self.output_dir))
+        refusal = no_training_state(path, ckpt, checkpoint_candidates(self.output_dir), caller=self.caller)
         if refusal:
             raise CheckpointError(refusal)
         for e in errors:
@@ -847,7 +865,7 @@ class Trainer:
         would be in metrics.jsonl twice (main process). The run's config.yaml and init_report.json stay
         (the resumed run's own). A folder with finished weights (model_final.pth, model_best.pth) but no
         checkpoint is refused (``finished_without_checkpoint``): starting again would throw them away."""
-        refusal = finished_without_checkpoint(self.output_dir)
+        refusal = finished_without_checkpoint(self.output_dir, caller=self.caller)
         if refusal:
             raise CheckpointError(refusal)
         if not self.is_main:
@@ -879,6 +897,8 @@ class Trainer:
                 remove_stale_temps(self.output_dir / name)
 
     def load_training_state(self, ckpt: dict) -> None:
+        from maskrcnn.engine.caller_words import init_word
+
         self.model.load_state_dict(ckpt["model"])
         # torch's load_state_dict brings back each group's settings as they were saved; the run goes on
         # with the config's (momentum, weight decay: a resume may change them) and keeps only the state
@@ -892,7 +912,7 @@ class Trainer:
                 f"{self._resume}: the checkpoint's optimizer state does not fit this run's parameter "
                 f"groups ({e}); "
                 "solver.weight_decay, weight_decay_norm and weight_decay_bias group the parameters: keep "
-                "the run's values, or start a new run with --init") from None
+                f"the run's values, or start a new run with {init_word(self.caller)}") from None
         for group, kept in zip(self.optimizer.param_groups, settings):
             group.update(kept)
         self.scheduler.load_state_dict(ckpt["scheduler"])  # the position; the lr curve is the config's

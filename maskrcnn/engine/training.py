@@ -681,6 +681,7 @@ def build_training(
     parsed=None,
     weights_given=False,
     caller="build_training",
+    held_lines=(),
 ):
     """Datasets, model, loader and Trainer for ``cfg``; returns (trainer, cfg with dataset fields set).
 
@@ -702,7 +703,9 @@ def build_training(
     returns (``benchmarks/ablations.py`` loads a demo's backbone, frozen): frozen parts are then not
     refused as random (``frozen_parts.untrained_frozen_refusal``). ``caller``: who asks, a key of
     ``frozen_parts.CALLERS`` ("maskrcnn train", "maskrcnn demo", "maskrcnn.train()"; this function's
-    own keywords by default): how that refusal spells its way out."""
+    own keywords by default): how that refusal spells its way out. ``held_lines``: the caller's set-up
+    lines (``commands.train.default_config``'s preset note), said first once every check has passed, as
+    this function's own: a refused run says its one error, not a note before it."""
     from maskrcnn.config import plain_config, preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
@@ -742,13 +745,13 @@ def build_training(
             f"{output} already holds a training run ({names}); pass {option_word(caller, '--resume')} to "
             f"continue it, {option_word(caller, '--overwrite')} to replace it, or choose another "
             f"{option_word(caller, '--output')}")
-    refusal = finished_without_checkpoint(output) if resume else ""
+    refusal = finished_without_checkpoint(output, caller=caller) if resume else ""
     if refusal:  # before anything is written: the config.yaml of a fresh start would replace the run's
         raise ValueError(refusal)
 
     # the set-up's lines (the schedule's notes, the data's, a resume's changes) wait until every check has
     # passed: a run refused on its data or its validation set says its one error, not notes before it
-    waiting: list = []
+    waiting: list = list(held_lines)
 
     def say(line: str) -> None:
         if waiting is not None:
@@ -771,7 +774,8 @@ def build_training(
                                            config_said=config_said, read=read, caller=caller)
         run_classes = run_classes if resuming else ()
         held = read.get("checkpoint")  # an INT8 or weights-only file: refused before the data is read
-        refusal = no_training_state(read["path"], held, checkpoint_candidates(output)) if held else ""
+        refusal = (no_training_state(read["path"], held, checkpoint_candidates(output), caller=caller)
+                   if held else "")
         if refusal:
             raise ValueError(refusal)
     # before the device, the data and the model: frozen layers over random weights never train

@@ -1,0 +1,64 @@
+"""``maskrcnn.train(resume=True)``'s refusals of a run it cannot go on with name its keywords
+(``init=``, ``output=``, ``overwrite=True``), not the command's ``--init ... --output`` / ``--overwrite``
+it never typed (``trainer.no_training_state``, ``finished_without_checkpoint``); the command keeps its
+options."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from tiny_model import TINY, build_tiny, save_tiny_checkpoint  # tests/ is on the path
+
+import maskrcnn
+from maskrcnn.engine.trainer import finished_without_checkpoint, no_training_state
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume_words")
+    save_tiny_checkpoint(root / "tiny.pth", *build_tiny(TINY, seed=0), class_names=("__background__", "cat"))
+    (root / "images").mkdir()
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "images" / "1.png")
+    (root / "train.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "1.png", "width": 24, "height": 24}],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100.0,
+                         "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}]}))
+    return root
+
+
+def _refusal(data, run) -> str:
+    with pytest.raises(Exception) as caught:
+        maskrcnn.train(train_json=str(data / "train.json"), output=str(run), resume=True)
+    return str(caught.value)
+
+
+def test_a_finished_run_without_checkpoint_names_the_keywords(data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(data / "tiny.pth", run / "model_final.pth")
+    said = _refusal(data, run)
+    assert "holds finished weights (model_final.pth)" in said, said
+    assert f"init={str(run / 'model_final.pth')!r}, output='ANOTHER'" in said, said
+    assert said.endswith("or overwrite=True to start again"), said
+    assert "--" not in said, said
+    # the command's words stay its options
+    assert finished_without_checkpoint(run).endswith(
+        f"--init {run / 'model_final.pth'} --output ANOTHER to train on from them, or --overwrite to start "
+        "again")
+
+
+def test_a_weights_only_checkpoint_names_the_keywords(data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(data / "tiny.pth", run / "model_0000010.pth")
+    (run / "last_checkpoint").write_text("model_0000010.pth")
+    said = _refusal(data, run)
+    assert said.startswith(f"resume=True: {run / 'model_0000010.pth'} is a weights-only file"), said
+    assert f"new run: init={str(run / 'model_0000010.pth')!r}, output='ANOTHER_FOLDER'" in said, said
+    assert "--" not in said, said
+    command = no_training_state(run / "model_0000010.pth", {"model": {}})
+    assert command.startswith("--resume: ") and "new run: --init " in command, command
+    assert command.endswith("--output ANOTHER_FOLDER (the run holds no other checkpoint)"), command
