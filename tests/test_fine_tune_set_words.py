@@ -2,12 +2,9 @@
 ``init=``), not the command line's ``--set model.x=...`` / ``--init`` it never typed; the command keeps
 its options. One table decides the words (``engine/caller_words.py``)."""
 
-import json
 
-import numpy as np
 import pytest
-from PIL import Image
-from tiny_model import TINY, build_tiny, save_tiny_checkpoint  # tests/ is on the path
+from tiny_model import one_cat_dataset  # tests/ is on the path
 
 import maskrcnn
 from maskrcnn.config import load_config, save_config
@@ -18,16 +15,7 @@ from maskrcnn.engine.training import _resumed_config
 @pytest.fixture(scope="module")
 def weights_and_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("words")
-    save_tiny_checkpoint(root / "tiny.pth", *build_tiny(TINY, seed=0),
-                         class_names=("__background__", "cat", "dog"))
-    (root / "images").mkdir()
-    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "images" / "1.png")
-    (root / "train.json").write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "1.png", "width": 24, "height": 24}],
-        "categories": [{"id": 1, "name": "cat"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100.0,
-                         "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}]}))
-    return root
+    return one_cat_dataset(root, class_names=("__background__", "cat", "dog"))
 
 
 def test_a_shape_key_set_against_init_weights_names_the_keywords(weights_and_data, tmp_path):

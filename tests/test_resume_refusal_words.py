@@ -3,13 +3,10 @@
 it never typed (``trainer.no_training_state``, ``finished_without_checkpoint``); the command keeps its
 options."""
 
-import json
 import shutil
 
-import numpy as np
 import pytest
-from PIL import Image
-from tiny_model import TINY, build_tiny, save_tiny_checkpoint  # tests/ is on the path
+from tiny_model import one_cat_dataset  # tests/ is on the path
 
 import maskrcnn
 from maskrcnn.engine.trainer import finished_without_checkpoint, no_training_state
@@ -18,15 +15,7 @@ from maskrcnn.engine.trainer import finished_without_checkpoint, no_training_sta
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume_words")
-    save_tiny_checkpoint(root / "tiny.pth", *build_tiny(TINY, seed=0), class_names=("__background__", "cat"))
-    (root / "images").mkdir()
-    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "images" / "1.png")
-    (root / "train.json").write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "1.png", "width": 24, "height": 24}],
-        "categories": [{"id": 1, "name": "cat"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100.0,
-                         "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}]}))
-    return root
+    return one_cat_dataset(root)
 
 
 def _refusal(data, run) -> str:

@@ -157,3 +157,24 @@ def class_rows_model(k: int):
     model.roi_heads.box_predictor = torch.nn.Module()
     model.roi_heads.box_predictor.cls_score = torch.nn.Linear(3, k)
     return model
+
+
+def one_cat_dataset(root, class_names=("__background__", "cat")):
+    """``root``/tiny.pth (the TINY model, seed 0, with ``class_names``) beside a one-image training set:
+    ``root``/images/1.png (24 x 24, black) and ``root``/train.json with one 10 x 10 'cat'; ``root``."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    root = Path(root)
+    save_tiny_checkpoint(root / "tiny.pth", *build_tiny(TINY, seed=0), class_names=class_names)
+    (root / "images").mkdir()
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "images" / "1.png")
+    (root / "train.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "1.png", "width": 24, "height": 24}],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 10, 10], "area": 100.0,
+                         "iscrowd": 0, "segmentation": [[4, 4, 14, 4, 14, 14, 4, 14]]}]}))
+    return root
