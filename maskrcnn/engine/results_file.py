@@ -301,11 +301,11 @@ def match_image_ids(results: list, coco_gt, source: str, *, read_as: str = "auto
     (``match_file_names``). Otherwise each ``image_id`` is read both ways, as an id of its images
     (``_id_reading``: "7" as 7 too) and as the file name, base name or stem of one of them, and the
     reading under which every value names an image is taken: said in one line when it is the file
-    names, or when both are complete and name other images (then the one under which more detections
-    overlap an object (of any class) on their image, ``_agreement``, more than twice as many; else
-    refused as ambiguous, naming the option). When neither is complete, values of both kinds are
-    refused as mixed, a majority of file names is read so and the rest refused by name, and anything
-    else is left for validation to refuse (naming the unknown ids). "id": every ``image_id`` is the
+    names, or when both are complete and name other images (then file names only when the detections'
+    boxes clearly agree with them, ``_choose``; else ids, the note naming the other option). When
+    neither is complete, values of both kinds are refused as mixed, a majority of file names is read so
+    and the rest refused by name, and anything else is left for validation to refuse (naming the
+    unknown ids). "id": every ``image_id`` is the
     ground truth's id (a record's ``file_name`` unread). "file-name": every record is matched by name
     (its ``file_name``, else its ``image_id``: Ultralytics writes the file stem), a ValueError naming
     those that name no one image."""
@@ -418,8 +418,9 @@ def _choose(results: list, as_id: dict, as_name: dict, coco_gt, source: str, dif
     ids otherwise, what every tool but Ultralytics writes (a wrong reading scores each detection against
     another image's objects: AP near 0 without an error, hence the note naming the other option)."""
     moved = set(differ)
-    by_id = _agreement(results, as_id, moved, coco_gt)
-    by_name = _agreement(results, as_name, moved, coco_gt)
+    objects = _objects(coco_gt)
+    by_id = _agreement(results, as_id, moved, objects)
+    by_name = _agreement(results, as_name, moved, objects)
     records = _records_of(results, moved)
     example = sorted(differ, key=str)[0]
     both = (f"the image_id values are ids of the ground truth's images and also file names of others "
@@ -450,15 +451,20 @@ def _records_of(results: list, values: set) -> int:
     return sum(1 for r in results if isinstance(r, dict) and r.get("image_id") in values)
 
 
-def _agreement(results: list, reading: dict, values: set, coco_gt) -> int:
-    """How many of the results whose image_id is among ``values`` have a box that overlaps (IoU >= 0.5)
-    a ground-truth object on the image ``reading`` maps the image_id to: a model's detections fit their
-    own image's objects, not another's. Of any class: category ids still 0-based (Ultralytics') are
-    refused later, by name, and must not hide which image is which."""
+def _objects(coco_gt) -> dict:
+    """{image id: [x, y, w, h] of each of its objects that is no crowd region and has a box}."""
     objects = {}
     for a in coco_gt.dataset.get("annotations", []):
         if not a.get("iscrowd") and _box(a.get("bbox")) is not None:
             objects.setdefault(a["image_id"], []).append(_box(a["bbox"]))
+    return objects
+
+
+def _agreement(results: list, reading: dict, values: set, objects: dict) -> int:
+    """How many of the results whose image_id is among ``values`` have a box that overlaps (IoU >= 0.5)
+    one of the ``objects`` (``_objects``) of the image ``reading`` maps the image_id to: a model's
+    detections fit their own image's objects, not another's. Of any class: category ids still 0-based
+    (Ultralytics') are refused later, by name, and must not hide which image is which."""
     groups = {}
     for r in results:
         box = _box(r.get("bbox")) if isinstance(r, dict) and r.get("image_id") in values else None
