@@ -367,3 +367,28 @@ def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_t
     (images / "labelme" / "mine.json").write_text("{}")  # the user's, beside the listed ones: counted
     found = [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
     assert found == ["coco_instances.json", "labelme/mine.json"]
+
+
+def test_a_run_list_that_cannot_be_read_is_said_with_its_parse_error(tmp_path, capsys):
+    """Before: "1 in run folders whose list of the files written cannot be read (in/yolo/written.json: all
+    of the folder taken for the run's)": which part of the list is damaged was not said. Now the line
+    gives the parse error (the file, its line and column), as written_files says it when it writes there."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    _image(images / "yolo" / "images" / "b.png")
+    (images / "yolo" / "written.json").write_text('{"files": ["labels/b.txt"\n  "data.yaml"]}')
+    _image(images / "labelme" / "c.png")
+    (images / "labelme.written.json").write_text('{"files": ["c.json"]}')
+    (images / "labelme.written.partial.jsonl").write_text('{"c.json": 12}\n')
+    found = expand_inputs([images])
+    assert [p.relative_to(images).as_posix() for p in found] == ["a.png"]
+    line = [x for x in capsys.readouterr().err.splitlines() if "inside predict output folders" in x]
+    assert len(line) == 1, line
+    assert line[0].endswith(
+        f"left out 2 image file(s) inside predict output folders: 2 in run folders whose list of the files "
+        f"written cannot be read ({images / 'labelme.written.partial.jsonl'}: line 1 is neither a list of "
+        f"paths nor {{path: SHA-256 hex}}; {images / 'yolo' / 'written.json'}: not readable as JSON "
+        f"(Expecting ',' delimiter: line 2 column 3 (char 28)): all of the folder taken for the run's)"), \
+        line[0]

@@ -244,8 +244,9 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
             if key in listed.get(spelled, ()):
                 continue
             why = outputs.run_file(key, top) if top != key else None
-            if why is not None:  # (why, the folder as the user spelled the input)
-                in_output[spelled] = key, (why[0], Path(given) / why[1].relative_to(top))
+            if why is not None:  # (why, the folder as the user spelled the input, its lists' problems)
+                shown = Path(given) / why[1].relative_to(top)
+                in_output[spelled] = key, (why[0], shown, outputs.list_problems(why[1], shown=shown))
                 if why[0] == "listed":
                     run_folders.add(why[1])
                 continue
@@ -434,6 +435,7 @@ class _OutputFolders:
         self.outputs = set(outputs)
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
         self._lists: dict = {}  # run folder -> the paths its lists name; None: a list there is unreadable
+        self._problems: dict = {}  # run folder -> [(list file, what is wrong)] of its unreadable lists
         self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
@@ -453,12 +455,20 @@ class _OutputFolders:
         """The paths the lists of the run folder ``folder`` name (``written_files.listed_files``); None
         when a list there cannot be read; False when ``folder`` is no run folder holding a list."""
         if folder not in self._lists:
-            from maskrcnn.data.pre_annotations.written_files import listed_files
+            from maskrcnn.data.pre_annotations.written_files import list_problems
 
             record = _record_of(folder)
             holds = folder.name in self._run_folders and any(p.is_file() for p in _lists_at(record))
-            self._lists[folder] = listed_files(folder, record) if holds else False
+            found = list_problems(folder, record) if holds else (False, [])
+            self._lists[folder], self._problems[folder] = found
         return self._lists[folder]
+
+    def list_problems(self, folder: Path, *, shown: Path) -> tuple:
+        """``(list file, what is wrong)`` of each list of the run folder ``folder`` (resolved, seen by
+        ``run_file``) that cannot be read (a parse error with its line and column), the file named under
+        ``shown``, the folder as the user spelled it; () when its lists read."""
+        beside = _record_of(shown).parent  # where its lists lie: in it, or beside it (LabelMe's)
+        return tuple((beside / path.name, what) for path, what in self._problems.get(folder, ()))
 
     def inside(self, folder: Path, top: Path) -> bool:
         """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the overlays/
@@ -513,7 +523,9 @@ def _lists_at(record: Path) -> tuple:
 
 def run_files_line(left_out, *, kept_beside: bool = False) -> Optional[str]:
     """One line saying which image files of the input folders were left out as a run's own and why:
-    ``left_out``, ``(why, folder as shown)`` of each (``_OutputFolders.run_file``); None when none were.
+    ``left_out``, ``(why, folder as shown[, problems])`` of each (``_OutputFolders.run_file``; problems:
+    ``(list file, what is wrong)`` of a folder whose list cannot be read, said: the parse error tells the
+    user what to mend); None when none were.
     ``kept_beside``: images no list names were found in those run folders and predicted (said so)."""
     from maskrcnn.listing import short_listing
 
@@ -521,8 +533,10 @@ def run_files_line(left_out, *, kept_beside: bool = False) -> Optional[str]:
     if not left_out:
         return None
     by_why: dict = {}
-    for why, folder in left_out:
+    problems = set()  # (list file, what is wrong) of the run folders whose list cannot be read
+    for why, folder, *rest in left_out:
         by_why.setdefault(why, []).append(folder)
+        problems.update(rest[0] if rest else ())
 
     def folders(why, tail=lambda f: f):
         return short_listing(sorted({shown_path(tail(f)) for f in by_why[why]}), limit=3)
@@ -540,8 +554,11 @@ def run_files_line(left_out, *, kept_beside: bool = False) -> Optional[str]:
                      f"({folders('listed', list_file)}"
                      + ("; the other images there are yours and predicted)" if kept_beside else ")"))
     if "unreadable" in by_why:
+        said = "; ".join(f"{shown_path(path)}: {what}" for path, what in sorted(problems, key=str)[:3])
+        said += f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         parts.append(f"{len(by_why['unreadable'])} in run folders whose list of the files written cannot be "
-                     f"read ({folders('unreadable', list_file)}: all of the folder taken for the run's)")
+                     f"read ({said or folders('unreadable', list_file)}: all of the folder taken for the "
+                     "run's)")
     return (f"maskrcnn predict: left out {len(left_out)} image file(s) inside predict output folders: "
             + "; ".join(parts))
 
