@@ -344,7 +344,7 @@ def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_t
     """Before: masks/index.json, the LabelMe files listed in labelme.written.json and that list itself were
     counted in "N file(s) that are not images or videos" on a later predict of the folder (7, then 8 with
     index.json). Now the files a run's list names are ours, wherever the list lies; the single-file
-    exports no list names (coco_instances.json) are still counted."""
+    exports too (coco_instances.json, by exports.written.json: test_the_single_file_exports_...)."""
     from maskrcnn.commands.predict import _OutputFolders, expand_inputs, other_files
 
     images = tmp_path / "in"
@@ -356,7 +356,7 @@ def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_t
     (images / "predictions.json").unlink()
     capsys.readouterr()
     found = [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
-    assert found == ["coco_instances.json"]
+    assert found == []
     # the masks are named by the run's list; no image of the user's lies beside them: none said predicted
     assert [p.relative_to(images).as_posix() for p in expand_inputs([images])] == ["a.png", "sub/b.png"]
     line = [x for x in capsys.readouterr().err.splitlines() if "inside predict output folders" in x]
@@ -366,7 +366,7 @@ def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_t
     assert "; the other images there are yours and predicted)" in capsys.readouterr().err
     (images / "labelme" / "mine.json").write_text("{}")  # the user's, beside the listed ones: counted
     found = [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
-    assert found == ["coco_instances.json", "labelme/mine.json"]
+    assert found == ["labelme/mine.json"]
 
 
 def test_a_run_list_that_cannot_be_read_is_said_with_its_parse_error(tmp_path, capsys):
@@ -392,3 +392,41 @@ def test_a_run_list_that_cannot_be_read_is_said_with_its_parse_error(tmp_path, c
         f"paths nor {{path: SHA-256 hex}}; {images / 'yolo' / 'written.json'}: not readable as JSON "
         f"(Expecting ',' delimiter: line 2 column 3 (char 28)): all of the folder taken for the run's)"), \
         line[0]
+
+
+def test_the_single_file_exports_a_run_wrote_are_not_counted_as_the_users(checkpoint, tmp_path, capsys):
+    """Before: coco_instances.json, cvat_annotations.xml and labelstudio_tasks.json / _config.xml, which no
+    list recorded, were counted in "left out 4 file(s) that are not images or videos" on a later predict
+    of a folder holding the run's output (its predictions.json gone). Now the run lists them in
+    exports.written.json (with their hashes), beside them: they and the list are the run's; a file of
+    those names that no list names (the user's own) is still counted."""
+    from maskrcnn.commands.predict import _OutputFolders, other_files
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    flags = ("--export", "coco,cvat,labelstudio", "--no-overlays")
+    assert _predict(checkpoint, images, images, flags=flags) == 0
+    record = json.loads((images / "exports.written.json").read_text())
+    names = ["coco_instances.json", "cvat_annotations.xml", "labelstudio_config.xml",
+             "labelstudio_tasks.json"]
+    assert record["files"] == names and sorted(record["sha256"]) == names
+    (images / "predictions.json").unlink()
+    (images / "notes.txt").write_text("mine")
+
+    def counted():
+        return [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
+
+    assert counted() == ["notes.txt"]
+    # a later run exporting coco alone keeps the earlier cvat / labelstudio files listed: still the run's
+    assert _predict(checkpoint, images, images, flags=("--export", "coco", "--no-overlays")) == 0
+    (images / "predictions.json").unlink()
+    assert json.loads((images / "exports.written.json").read_text())["files"] == names
+    assert counted() == ["notes.txt"]
+    # files of those names in a folder no run wrote to are the user's: counted
+    mine = tmp_path / "mine"
+    _image(mine / "b.png")
+    (mine / "coco_instances.json").write_text("{}")
+    (mine / "exports.written.json").write_text('{"files": ["b.png"]}')  # names no single-file export
+    found = [f.relative_to(mine).as_posix() for f in other_files([str(mine)], _OutputFolders(set()))]
+    assert found == ["coco_instances.json"]
+    capsys.readouterr()

@@ -288,7 +288,8 @@ def other_files(inputs, outputs) -> list:
     (``other_files_line``) rather than left out without a word. Output folders of ``predict``
     (``outputs``, an ``_OutputFolders``) are not looked in, and the files a run folder's list names (its
     YOLO labels, masks/index.json, LabelMe's files by labelme.written.json beside labelme/; the list
-    itself) and a video run's results (``_video_results``) are not counted: they are
+    itself), the single-file exports that exports.written.json beside them names (coco_instances.json,
+    ...; the list too) and a video run's results (``_video_results``) are not counted: they are
     a run's own, not the user's."""
     import os
 
@@ -436,6 +437,7 @@ class _OutputFolders:
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
         self._lists: dict = {}  # run folder -> the paths its lists name; None: a list there is unreadable
         self._problems: dict = {}  # run folder -> [(list file, what is wrong)] of its unreadable lists
+        self._singles: dict = {}  # folder -> the single-file exports a run recorded there, with the record
         self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
@@ -463,6 +465,16 @@ class _OutputFolders:
             self._lists[folder], self._problems[folder] = found
         return self._lists[folder]
 
+    def _single_files(self, folder: Path) -> set:
+        """The names of the single-file exports (``coco_instances.json``, ...) and of their record that a
+        run recorded writing in ``folder`` (``export.single_file_exports``); empty without a readable
+        record: those names alone make no file a run's."""
+        if folder not in self._singles:
+            from maskrcnn.data.pre_annotations.export import single_file_exports
+
+            self._singles[folder] = single_file_exports(folder) or set()
+        return self._singles[folder]
+
     def list_problems(self, folder: Path, *, shown: Path) -> tuple:
         """``(list file, what is wrong)`` of each list of the run folder ``folder`` (resolved, seen by
         ``run_file``) that cannot be read (a parse error with its line and column), the file named under
@@ -483,7 +495,8 @@ class _OutputFolders:
     def run_file(self, path: Path, top: Path) -> Optional[tuple]:
         """Why the file ``path`` (resolved), found below ``top``, is a run's own, as ``(why, folder)``:
         "output" (``folder`` an output folder or its overlays/, ``inside``), "listed" (``folder`` a run
-        folder whose list names it, relative to ``folder``, or the list itself), "unreadable" (``folder``
+        folder whose list names it, relative to ``folder``, or the list itself; or ``folder`` the one
+        where exports.written.json names it, a single-file export, or is it), "unreadable" (``folder``
         a run folder whose list cannot be read: which files are the run's cannot be told, so all are
         taken, as before the lists named them); None: the user's. A masks/ or labelme/ folder without a
         list is the user's, also in the images folder: the listing is made before this run writes."""
@@ -492,6 +505,8 @@ class _OutputFolders:
         labelme = path.parent / LABELME_DIR
         if path.name in (p.name for p in _lists_at(_record_of(labelme))) and self._run_list(labelme):
             return "listed", labelme  # LabelMe's list, kept beside its folder (the folder is read whole)
+        if path.name in self._single_files(path.parent):  # coco_instances.json, ... and their record
+            return "listed", path.parent
         folder = path.parent
         while folder != top and top in folder.parents:
             if self._whole(folder):  # named by the output folder, not its overlays/

@@ -63,13 +63,16 @@ class WrittenFiles:
 
     def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations",
                  also_earlier: Iterable[str] = (), suffixes: Iterable[str] = (".png",),
-                 record: Optional[Path] = None):
+                 record: Optional[Path] = None, unreadable_means: Optional[str] = None):
         """``label``: how the lines name the folder's files ("masks", "cutouts"); ``prefix``: the command
         the lines are from; ``also_earlier``: more earlier runs' files, listed elsewhere (a report from
         before ``written.json``), taken only when the lists here can be read: with one that cannot,
         nothing earlier is removed; ``suffixes``: the extensions of the files this folder's runs write
         (only such files are ever removed); ``record``: the list's path (``FOLDER/written.json`` when
-        None), the killed run's list beside it (``<name>.partial.jsonl``)."""
+        None), the killed run's list beside it (``<name>.partial.jsonl``); ``unreadable_means``: what the
+        line saying a list cannot be read says follows from it (by default that no earlier file is removed
+        or written over; a caller that writes its files whatever the list says, the single-file exports,
+        says its own)."""
         self.folder, self.label, self.prefix = Path(folder), label, prefix
         self.suffixes = tuple(s.lower() for s in suffixes)
         self.record = Path(record) if record is not None else self.folder / WRITTEN_FILE
@@ -77,7 +80,7 @@ class WrittenFiles:
         # readable: False when a list is there but cannot be read (said in a line): nothing is removed
         # earlier_stamps: {path listed without a hash: the time (ns) of the list naming it}
         self.earlier, self.readable, self.earlier_hashes, self.earlier_stamps = _read_lists(
-            self.record, self.partial_record, label=label, prefix=prefix)
+            self.record, self.partial_record, label=label, prefix=prefix, means=unreadable_means)
         # also_earlier's (a report that predates the lists, of overlays drawn from the data: nobody
         # edits them) are ours as they are, listed without a hash or a time
         self.also_earlier = set(also_earlier) if self.readable else set()
@@ -265,7 +268,7 @@ def list_problems(folder: Path, record: Optional[Path] = None) -> tuple:
     return (None if problems else found), problems
 
 
-def _read_lists(final: Path, partial: Path, *, label: str, prefix: str) -> tuple:
+def _read_lists(final: Path, partial: Path, *, label: str, prefix: str, means: Optional[str] = None) -> tuple:
     """``read_written``'s paths, whether the lists there (if any) could be read, {path: the hashes
     recorded for it}, and {path listed without a hash: the time (ns) of the newest list naming it}. A list
     of the wrong shape (a hash entry that is not hex text, a line neither a list of paths nor {path:
@@ -273,8 +276,9 @@ def _read_lists(final: Path, partial: Path, *, label: str, prefix: str) -> tuple
     found, problems, hashes, unhashed = _parse_lists(final, partial)
     if problems:
         said = "; ".join(f"{path}: {what}" for path, what in problems)
-        print(f"{prefix}: {label}: {said}; no file of the earlier runs is removed or written "
-              f"over (those listed in {final.name} and {partial.name} alike)", file=sys.stderr)
+        means = means or (f"no file of the earlier runs is removed or written over (those listed in "
+                          f"{final.name} and {partial.name} alike)")
+        print(f"{prefix}: {label}: {said}; {means}", file=sys.stderr)
         return set(), False, {}, {}
     return found, True, hashes, unhashed
 
