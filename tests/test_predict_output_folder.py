@@ -130,13 +130,13 @@ def test_a_first_run_into_the_images_folder_predicts_the_users_images_in_export_
 
 
 def test_the_rerun_note_counts_the_images_with_detections_as_such(tmp_path):
-    from maskrcnn.commands import predict
+    from maskrcnn.commands.earlier_run import earlier_run
 
     out = tmp_path / "out"
     out.mkdir()
     records = [{"image_id": i, "file_name": f"{i}.png", "score": 0.5} for i in (1, 1, 2)]
     (out / "predictions.json").write_text(json.dumps(records))  # images without detections have no record
-    assert predict._earlier_run(out)[0] == "2 image(s) with detections in its predictions"
+    assert earlier_run(out)[0] == "2 image(s) with detections in its predictions"
 
 
 def test_output_folder_problems_are_said_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch):
