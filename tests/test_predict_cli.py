@@ -219,12 +219,12 @@ def test_results_writer_keeps_every_image_when_a_file_name_is_not_utf8(tmp_path)
     it with the locale's encoding), the escapes read back as the same strings."""
     import os
 
-    from maskrcnn.commands.predict import _ResultsWriter
+    from maskrcnn.commands.results_writer import ResultsWriter
 
     odd = str(tmp_path / os.fsdecode(b"caf\xe9.png"))
     records = [{"image_id": 1, "file_name": odd, "category_id": 5, "category_name": "Ölfleck", "score": 0.9},
                {"image_id": 2, "file_name": "b.png", "category_id": 9, "category_name": "dog", "score": 0.8}]
-    writer = _ResultsWriter(tmp_path)
+    writer = ResultsWriter(tmp_path)
     writer.add(records[:1])
     writer.add(records[1:])
     assert [json.loads(line) for line in writer.partial.read_text(encoding="utf-8").splitlines()] == records

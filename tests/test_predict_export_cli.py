@@ -379,7 +379,8 @@ def test_a_link_sorting_before_its_file_is_the_one_left_out(tmp_path):
 
 def test_control_characters_in_file_names_are_escaped_when_printed_and_replaced_in_overlays(tmp_path, capsys):
     """A newline in a file name broke the printed line in two and went into the overlay's name."""
-    from maskrcnn.commands.predict import _overlay_file_name, print_left_out, shown_path
+    from maskrcnn.commands.overlay_names import overlay_file_name
+    from maskrcnn.commands.predict import print_left_out, shown_path
     from maskrcnn.overlay_paths import overlay_relpaths, safe_file_name
 
     path = tmp_path / "new\nline.jpg"
@@ -387,8 +388,8 @@ def test_control_characters_in_file_names_are_escaped_when_printed_and_replaced_
     print_left_out(path, "broken link")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "new\\nline.jpg" in err
-    assert overlay_relpaths([_overlay_file_name(path, tmp_path)]) == ["new_line.png"]
-    assert _overlay_file_name(path, None) == "new_line.jpg"
+    assert overlay_relpaths([overlay_file_name(path, tmp_path)]) == ["new_line.png"]
+    assert overlay_file_name(path, None) == "new_line.jpg"
     assert safe_file_name("a/b\tc\u202ed\x1b.png") == "a/b_c_d_.png"
     assert safe_file_name("ü 漢字.png") == "ü 漢字.png"
 

@@ -130,13 +130,13 @@ def test_a_first_run_into_the_images_folder_predicts_the_users_images_in_export_
 
 
 def test_the_rerun_note_counts_the_images_with_detections_as_such(tmp_path):
-    from maskrcnn.commands import predict
+    from maskrcnn.commands.earlier_run import earlier_run
 
     out = tmp_path / "out"
     out.mkdir()
     records = [{"image_id": i, "file_name": f"{i}.png", "score": 0.5} for i in (1, 1, 2)]
     (out / "predictions.json").write_text(json.dumps(records))  # images without detections have no record
-    assert predict._earlier_run(out)[0] == "2 image(s) with detections in its predictions"
+    assert earlier_run(out)[0] == "2 image(s) with detections in its predictions"
 
 
 def test_output_folder_problems_are_said_before_the_model_loads(checkpoint, tmp_path, capsys, monkeypatch):
@@ -344,7 +344,7 @@ def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_t
     """Before: masks/index.json, the LabelMe files listed in labelme.written.json and that list itself were
     counted in "N file(s) that are not images or videos" on a later predict of the folder (7, then 8 with
     index.json). Now the files a run's list names are ours, wherever the list lies; the single-file
-    exports no list names (coco_instances.json) are still counted."""
+    exports too (coco_instances.json, by exports.written.json: test_the_single_file_exports_...)."""
     from maskrcnn.commands.predict import _OutputFolders, expand_inputs, other_files
 
     images = tmp_path / "in"
@@ -356,7 +356,7 @@ def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_t
     (images / "predictions.json").unlink()
     capsys.readouterr()
     found = [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
-    assert found == ["coco_instances.json"]
+    assert found == []
     # the masks are named by the run's list; no image of the user's lies beside them: none said predicted
     assert [p.relative_to(images).as_posix() for p in expand_inputs([images])] == ["a.png", "sub/b.png"]
     line = [x for x in capsys.readouterr().err.splitlines() if "inside predict output folders" in x]
@@ -366,4 +366,67 @@ def test_the_masks_index_and_the_labelme_files_a_run_listed_are_not_counted_as_t
     assert "; the other images there are yours and predicted)" in capsys.readouterr().err
     (images / "labelme" / "mine.json").write_text("{}")  # the user's, beside the listed ones: counted
     found = [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
-    assert found == ["coco_instances.json", "labelme/mine.json"]
+    assert found == ["labelme/mine.json"]
+
+
+def test_a_run_list_that_cannot_be_read_is_said_with_its_parse_error(tmp_path, capsys):
+    """Before: "1 in run folders whose list of the files written cannot be read (in/yolo/written.json: all
+    of the folder taken for the run's)": which part of the list is damaged was not said. Now the line
+    gives the parse error (the file, its line and column), as written_files says it when it writes there."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    _image(images / "yolo" / "images" / "b.png")
+    (images / "yolo" / "written.json").write_text('{"files": ["labels/b.txt"\n  "data.yaml"]}')
+    _image(images / "labelme" / "c.png")
+    (images / "labelme.written.json").write_text('{"files": ["c.json"]}')
+    (images / "labelme.written.partial.jsonl").write_text('{"c.json": 12}\n')
+    found = expand_inputs([images])
+    assert [p.relative_to(images).as_posix() for p in found] == ["a.png"]
+    line = [x for x in capsys.readouterr().err.splitlines() if "inside predict output folders" in x]
+    assert len(line) == 1, line
+    assert line[0].endswith(
+        f"left out 2 image file(s) inside predict output folders: 2 in run folders whose list of the files "
+        f"written cannot be read ({images / 'labelme.written.partial.jsonl'}: line 1 is neither a list of "
+        f"paths nor {{path: SHA-256 hex}}; {images / 'yolo' / 'written.json'}: not readable as JSON "
+        f"(Expecting ',' delimiter: line 2 column 3 (char 28)): all of the folder taken for the run's)"), \
+        line[0]
+
+
+def test_the_single_file_exports_a_run_wrote_are_not_counted_as_the_users(checkpoint, tmp_path, capsys):
+    """Before: coco_instances.json, cvat_annotations.xml and labelstudio_tasks.json / _config.xml, which no
+    list recorded, were counted in "left out 4 file(s) that are not images or videos" on a later predict
+    of a folder holding the run's output (its predictions.json gone). Now the run lists them in
+    exports.written.json (with their hashes), beside them: they and the list are the run's; a file of
+    those names that no list names (the user's own) is still counted."""
+    from maskrcnn.commands.predict import _OutputFolders, other_files
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    flags = ("--export", "coco,cvat,labelstudio", "--no-overlays")
+    assert _predict(checkpoint, images, images, flags=flags) == 0
+    record = json.loads((images / "exports.written.json").read_text())
+    names = ["coco_instances.json", "cvat_annotations.xml", "labelstudio_config.xml",
+             "labelstudio_tasks.json"]
+    assert record["files"] == names and sorted(record["sha256"]) == names
+    (images / "predictions.json").unlink()
+    (images / "notes.txt").write_text("mine")
+
+    def counted():
+        return [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
+
+    assert counted() == ["notes.txt"]
+    # a later run exporting coco alone keeps the earlier cvat / labelstudio files listed: still the run's
+    assert _predict(checkpoint, images, images, flags=("--export", "coco", "--no-overlays")) == 0
+    (images / "predictions.json").unlink()
+    assert json.loads((images / "exports.written.json").read_text())["files"] == names
+    assert counted() == ["notes.txt"]
+    # files of those names in a folder no run wrote to are the user's: counted
+    mine = tmp_path / "mine"
+    _image(mine / "b.png")
+    (mine / "coco_instances.json").write_text("{}")
+    (mine / "exports.written.json").write_text('{"files": ["b.png"]}')  # names no single-file export
+    found = [f.relative_to(mine).as_posix() for f in other_files([str(mine)], _OutputFolders(set()))]
+    assert found == ["coco_instances.json"]
+    capsys.readouterr()

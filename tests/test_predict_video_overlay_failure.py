@@ -59,18 +59,29 @@ def test_a_failed_writer_leaves_no_file(av, tmp_path, monkeypatch):
 
 def test_an_overlay_whose_encoder_failed_is_not_left_under_its_name(av, checkpoint, tmp_path, monkeypatch,
                                                                     capsys):
+    """Before: the encoder's failure at frame 2 stopped the video's prediction too (status failed, 3 of 6
+    frames, exit 1). Now the overlay alone stops (removed, said in one line naming the frame) and the
+    predictions go on to the end."""
     folder = tmp_path / "v"
     folder.mkdir()
     make_video(av, folder / "clip.mp4", n=6)
     _failing_encoder(monkeypatch, av, after=2)
-    assert _predict_quick(checkpoint, folder, folder) == 1  # into the videos' own folder
+    assert _predict_quick(checkpoint, folder, folder) == 0  # into the videos' own folder
     err = capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == ["clip.mp4", "clip.predictions.jsonl"], err
     frames, summary = _lines(folder / "clip.predictions.jsonl")
-    assert len(frames) >= 3 and summary["status"] == "failed" and summary.get("overlay") is None
-    assert "clip.overlay.mp4: its encoder failed (Generic error in an external library)" in summary["problem"]
+    assert [f["frame"] for f in frames] == list(range(6)), err
+    assert summary["status"] == "complete" and summary["problem"] is None and summary.get("overlay") is None
+    said = [line for line in err.splitlines() if "overlay stopped" in line]
+    assert len(said) == 1, err
+    assert said[0] == (f"[video 1/1] {folder / 'clip.mp4'}: overlay stopped at frame 2 and removed "
+                       f"({folder / 'clip.overlay.mp4'}: its encoder failed (Generic error in an external "
+                       "library)); the predictions went on to the end without it"), err
+    assert [n for n in summary["notes"] if "overlay stopped at frame 2 and removed" in n], summary["notes"]
+    wrote = folder / "clip.predictions.jsonl"
+    assert f"6 frame(s), {summary['detections']} detections; wrote {wrote}\n" in err
     monkeypatch.undo()
-    # the next run into the same folder predicts the video only, and completely
+    # the next run into the same folder predicts the video only, and draws its overlay
     assert _predict_quick(checkpoint, folder, folder) == 0
     err = capsys.readouterr().err
     assert "[video 1/1]" in err and "[video 1/2]" not in err, err

@@ -115,7 +115,7 @@ def test_cleanup_keeps_flat_pngs_named_like_images_whose_records_name_their_over
                                                                                     large):
     """A record naming its overlay (overlays/a/x.png) made the stem 'x' an earlier run's, and the flat-name
     rule of runs before that field removed the user's overlays/x.png and x_2.png."""
-    from maskrcnn.commands import predict
+    from maskrcnn.commands import earlier_run
 
     out = tmp_path / "out"
     (out / "overlays" / "a").mkdir(parents=True)
@@ -125,17 +125,17 @@ def test_cleanup_keeps_flat_pngs_named_like_images_whose_records_name_their_over
                {"image_id": 2, "file_name": "/d/old.jpg", "score": 0.5}]  # a run's before the field
     (out / "predictions.json").write_text(json.dumps(records))
     if large:  # scanned, not parsed
-        monkeypatch.setattr(predict, "LARGE_RESULTS_BYTES", 10)
-    words, count, stems, paths = predict._earlier_run(out)
+        monkeypatch.setattr(earlier_run, "LARGE_RESULTS_BYTES", 10)
+    words, count, stems, paths = earlier_run.earlier_run(out)
     assert (stems, paths, count) == ({"old"}, {"overlays/a/x.png"}, 4)
-    assert predict._remove_earlier_overlays(out, stems, paths, written=set()) == 2
+    assert earlier_run.remove_earlier_overlays(out, stems, paths, written=set()) == 2
     assert sorted(p.name for p in (out / "overlays").rglob("*")) == ["x.png", "x_2.png"]
 
 
 def test_large_results_scan_reads_each_records_fields(tmp_path):
     """The scan of a large results file pairs each record's file_name with its overlay field, whatever the
     chunk's end cuts and whatever the strings hold (braces, a field's name, escapes)."""
-    from maskrcnn.commands.predict import _scan_records
+    from maskrcnn.commands.earlier_run import scan_records
 
     records = [{"image_id": 1, "category_name": "file_name", "file_name": '/d/{a}"x".jpg',
                 "segmentation": {"size": [2, 2], "counts": "a\\\\b{"}, "overlay": "overlays/a/x.png"},
@@ -149,14 +149,14 @@ def test_large_results_scan_reads_each_records_fields(tmp_path):
     for text in (json.dumps(records), json.dumps(records, ensure_ascii=False, indent=1), jsonl):
         path.write_text(text, encoding="utf-8")
         for chunk in (1, 7, 1 << 20):
-            assert _scan_records(path, chunk=chunk) == expected, (text, chunk)
+            assert scan_records(path, chunk=chunk) == expected, (text, chunk)
 
 
 def test_cleanup_of_recorded_paths_spelled_with_dot_dot(tmp_path):
     """'overlays/sub/../sub/x.png' removed sub/ and then listed it (FileNotFoundError); 'overlays/y.png' and
     'overlays/../overlays/y.png' were one file unlinked twice. The error came from predict's finally block:
     the exports were not written and the run's own error was hidden."""
-    from maskrcnn.commands.predict import _remove_earlier_overlays
+    from maskrcnn.commands.earlier_run import remove_earlier_overlays
 
     out = tmp_path / "out"
     (out / "overlays" / "sub").mkdir(parents=True)
@@ -166,7 +166,7 @@ def test_cleanup_of_recorded_paths_spelled_with_dot_dot(tmp_path):
              "overlays/../outside.png"}
     (out / "outside.png").write_bytes(b"not an overlay")
     (out / "overlays" / "old.png").symlink_to(out / "outside.png")  # an older run's flat name: the link goes
-    assert _remove_earlier_overlays(out, {"old"}, paths, written=set()) == 3
+    assert remove_earlier_overlays(out, {"old"}, paths, written=set()) == 3
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
         ["outside.png", "overlays", "overlays/keep.png"]
 
@@ -211,7 +211,7 @@ def test_overlay_and_mask_file_names_sort_clashing_images_alike(tmp_path):
     """The overlays sorted the images by str(path), the mask files by their relative name: a spelling
     with '..' sorts differently, and the short name new_line went to one image's overlay and to the other
     image's mask files."""
-    from maskrcnn.commands.predict import _overlay_names
+    from maskrcnn.commands.overlay_names import overlay_names
     from maskrcnn.data.pre_annotations.export import relative_file_name
     from maskrcnn.data.pre_annotations.mask_files import mask_file_stems
 
@@ -219,7 +219,7 @@ def test_overlay_and_mask_file_names_sort_clashing_images_alike(tmp_path):
     files = [root / "a" / ".." / "new_line.png", root / "new\nline.png"]  # 'a/..' sorts first by str(path)
     rel = [relative_file_name(f, root) for f in files]
     assert rel == ["new_line.png", "new\nline.png"]
-    overlays, stems = _overlay_names(files, root, []), mask_file_stems(rel)
+    overlays, stems = overlay_names(files, root, []), mask_file_stems(rel)
     assert overlays == {0: "new_line.png.png", 1: "new_line.png"}
     assert {i: stems[rel[i]] + ".png" for i in range(2)} == overlays
 

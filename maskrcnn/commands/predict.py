@@ -27,17 +27,16 @@ pixel limit and how to raise it, ``prediction_failed``). Results are written as 
 (``DIR/predictions.partial.jsonl``, one record a line, until ``predictions.json`` is written at the end,
 also after an error or an interrupt), so one bad image late in a folder loses nothing. An ``--output``
 that holds an earlier run's results is said up front (how many images with detections, how many
-overlays; of a results
-file over ``LARGE_RESULTS_BYTES`` its size: it is not read whole); this run's replace them once its first
-image is done: ``predictions.json`` then holds this run's images only and ``overlays/`` loses the earlier
-run's overlays of images this run did not draw (those listed in ``overlays/written.json``, each run's list
-of the overlays it wrote, images without detections included; those its records' ``overlay`` name; of
-runs that wrote flat names, ``<stem>.png``, ``<stem>_2.png``, ... of the images its results name;
-sub-folders left empty go too; counted in a line), also when it is stopped by Ctrl-C or an error later
-on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do all overlays under
-``--no-overlays``. Stopped before its first image, the earlier files (the ``--export`` files too: none
-is written, the stop line says so) are left untouched, and so are they when none of the images could
-be read (every one skipped: a line says so, exit status 1). Where the run writes in ``--output`` is
+overlays; of a results file over ``earlier_run.LARGE_RESULTS_BYTES`` its size: it is not read whole);
+this run's replace them once its first image is done: ``predictions.json`` then holds this run's images
+only and ``overlays/`` loses the earlier run's overlays of images this run did not draw (those listed
+in ``overlays/written.json``, each run's list of the overlays it wrote, images without detections included;
+those its records' ``overlay`` name; of runs that wrote flat names, ``<stem>.png``, ``<stem>_2.png``, ... of
+the images its results name; sub-folders left empty go too; counted in a line), also when it is stopped by
+Ctrl-C or an error later on, so the folder never mixes two runs. Other PNGs there (the user's) stay, and so do
+all overlays under ``--no-overlays``. Stopped before its first image, the earlier files (the ``--export``
+files too: none is written, the stop line says so) are left untouched, and so are they when none of the images
+could be read (every one skipped: a line says so, exit status 1). Where the run writes in ``--output`` is
 checked before the model loads: a folder where predictions.json or overlays/written.json goes, a file
 where overlays/ goes (``check_run_folder``), the exports' places (``check_export_locations``), and that
 the folder, or its nearest existing parent, takes new files (``io_utils.check_output_dir``); the exports
@@ -52,13 +51,13 @@ and overlay written, status interrupted, then predict stops: ``_predict_videos_s
 Every requested export's location (and ``--export yolo``'s class names, before the videos too) is checked
 before predicting
 (``check_export_locations``). A ``predictions.partial.jsonl`` whose last line a kill or a full disk cut
-short is read with that line dropped and a warning (``read_partial_results``). A checkpoint written by
-``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are ignored then, with a
-note, and so are ``--no-optimise`` / ``--no-winograd``), under the quantized engine it was calibrated under
-(``commands/int8_engine.py``); ``--int8 --calib-images PATH`` quantizes a plain checkpoint in memory
-first (``commands/quantize.py``); ``--calib-images`` without ``--int8`` is refused ("needs --int8").
-``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that one too
-(``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
+short is read with that line dropped and a warning (``results_writer.read_partial_results``). A
+checkpoint written by ``maskrcnn quantize`` runs as INT8 on the CPU (``--int8 --calib-images`` are
+ignored then, with a note, and so are ``--no-optimise`` / ``--no-winograd``), under the quantized engine
+it was calibrated under (``commands/int8_engine.py``); ``--int8 --calib-images PATH`` quantizes a plain
+checkpoint in memory first (``commands/quantize.py``); ``--calib-images`` without ``--int8`` is refused
+("needs --int8"). ``--score-thresh`` below the checkpoint's own ``model.roi_heads.score_thresh`` lowers that
+one too (``Predictor.from_checkpoint``); an ONNX file's is fixed at export, so a note says how to lower it.
 ``--export`` also writes the predictions as pre-annotations for annotation tools, mask images or cut-outs
 (``data/pre_annotations/export.py``). ``--tile SIZE`` predicts large images tile by tile for their small
 objects (``commands/tile_args.py``, ``engine/tiling.py``). Video files (given, or found in the folders)
@@ -75,10 +74,8 @@ Shapes: D detections of one image, H x W its original size, K keypoints.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -88,9 +85,9 @@ from typing import Optional, Sequence
 
 from maskrcnn import stop_signals
 from maskrcnn.commands.flag_options import NO_OPTIMISE_HELP
+from maskrcnn.commands.made_folders import folders_to_make
 from maskrcnn.data.folders import spelled_path
 from maskrcnn.data.pre_annotations.written_files import WRITTEN_FILE, WRITTEN_PARTIAL
-from maskrcnn.io_utils import atomic_write_json
 from maskrcnn.overlay_defaults import (
     OVERLAY_DRAW_MAX,
     OVERLAY_MAX_SIZE,
@@ -244,8 +241,9 @@ def expand_inputs(inputs, *, output=None, outputs=None, on_left_out=None, on_sam
             if key in listed.get(spelled, ()):
                 continue
             why = outputs.run_file(key, top) if top != key else None
-            if why is not None:  # (why, the folder as the user spelled the input)
-                in_output[spelled] = key, (why[0], Path(given) / why[1].relative_to(top))
+            if why is not None:  # (why, the folder as the user spelled the input, its lists' problems)
+                shown = Path(given) / why[1].relative_to(top)
+                in_output[spelled] = key, (why[0], shown, outputs.list_problems(why[1], shown=shown))
                 if why[0] == "listed":
                     run_folders.add(why[1])
                 continue
@@ -287,7 +285,8 @@ def other_files(inputs, outputs) -> list:
     (``other_files_line``) rather than left out without a word. Output folders of ``predict``
     (``outputs``, an ``_OutputFolders``) are not looked in, and the files a run folder's list names (its
     YOLO labels, masks/index.json, LabelMe's files by labelme.written.json beside labelme/; the list
-    itself) and a video run's results (``_video_results``) are not counted: they are
+    itself), the single-file exports that exports.written.json beside them names (coco_instances.json,
+    ...; the list too) and a video run's results (``_video_results``) are not counted: they are
     a run's own, not the user's."""
     import os
 
@@ -388,26 +387,6 @@ def check_run_folder(out_dir: Path, *, images: bool, overlays: bool) -> None:
                          f"{drawn}): nothing predicted")
 
 
-def _folders_to_make(folder: Path) -> list:
-    """``folder`` and those of its parents that do not exist yet, deepest first: the folders a run makes."""
-    missing = []
-    for path in (folder.absolute(), *folder.absolute().parents):
-        if path.exists() or path.is_symlink():
-            break
-        missing.append(path)
-    return missing
-
-
-def _remove_empty_folders(folders) -> None:
-    """Remove ``folders`` (deepest first) while they are empty: a run that wrote nothing leaves no empty
-    --output behind (its line says no predictions.json was written)."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (a video's results, a file put there meanwhile): its parents neither
-            return
-
-
 def run_folder_names() -> frozenset:
     """The folders a ``predict`` run writes in its ``--output``: ``overlays`` and every ``--export``
     format's, taken from the exports' own list of what they write (``export_locations``), so that a new
@@ -434,6 +413,8 @@ class _OutputFolders:
         self.outputs = set(outputs)
         self._is_output: dict = {}  # folder -> whether it is an output folder itself
         self._lists: dict = {}  # run folder -> the paths its lists name; None: a list there is unreadable
+        self._problems: dict = {}  # run folder -> [(list file, what is wrong)] of its unreadable lists
+        self._singles: dict = {}  # folder -> the single-file exports a run recorded there, with the record
         self._run_folders = run_folder_names()
 
     def is_output(self, folder: Path) -> bool:
@@ -453,12 +434,30 @@ class _OutputFolders:
         """The paths the lists of the run folder ``folder`` name (``written_files.listed_files``); None
         when a list there cannot be read; False when ``folder`` is no run folder holding a list."""
         if folder not in self._lists:
-            from maskrcnn.data.pre_annotations.written_files import listed_files
+            from maskrcnn.data.pre_annotations.written_files import list_problems
 
             record = _record_of(folder)
             holds = folder.name in self._run_folders and any(p.is_file() for p in _lists_at(record))
-            self._lists[folder] = listed_files(folder, record) if holds else False
+            found = list_problems(folder, record) if holds else (False, [])
+            self._lists[folder], self._problems[folder] = found
         return self._lists[folder]
+
+    def _single_files(self, folder: Path) -> set:
+        """The names of the single-file exports (``coco_instances.json``, ...) and of their record that a
+        run recorded writing in ``folder`` (``export.single_file_exports``); empty without a readable
+        record: those names alone make no file a run's."""
+        if folder not in self._singles:
+            from maskrcnn.data.pre_annotations.export import single_file_exports
+
+            self._singles[folder] = single_file_exports(folder) or set()
+        return self._singles[folder]
+
+    def list_problems(self, folder: Path, *, shown: Path) -> tuple:
+        """``(list file, what is wrong)`` of each list of the run folder ``folder`` (resolved, seen by
+        ``run_file``) that cannot be read (a parse error with its line and column), the file named under
+        ``shown``, the folder as the user spelled it; () when its lists read."""
+        beside = _record_of(shown).parent  # where its lists lie: in it, or beside it (LabelMe's)
+        return tuple((beside / path.name, what) for path, what in self._problems.get(folder, ()))
 
     def inside(self, folder: Path, top: Path) -> bool:
         """Whether ``folder`` (resolved) is, or is inside, an output folder below ``top``, or the overlays/
@@ -473,7 +472,8 @@ class _OutputFolders:
     def run_file(self, path: Path, top: Path) -> Optional[tuple]:
         """Why the file ``path`` (resolved), found below ``top``, is a run's own, as ``(why, folder)``:
         "output" (``folder`` an output folder or its overlays/, ``inside``), "listed" (``folder`` a run
-        folder whose list names it, relative to ``folder``, or the list itself), "unreadable" (``folder``
+        folder whose list names it, relative to ``folder``, or the list itself; or ``folder`` the one
+        where exports.written.json names it, a single-file export, or is it), "unreadable" (``folder``
         a run folder whose list cannot be read: which files are the run's cannot be told, so all are
         taken, as before the lists named them); None: the user's. A masks/ or labelme/ folder without a
         list is the user's, also in the images folder: the listing is made before this run writes."""
@@ -482,6 +482,8 @@ class _OutputFolders:
         labelme = path.parent / LABELME_DIR
         if path.name in (p.name for p in _lists_at(_record_of(labelme))) and self._run_list(labelme):
             return "listed", labelme  # LabelMe's list, kept beside its folder (the folder is read whole)
+        if path.name in self._single_files(path.parent):  # coco_instances.json, ... and their record
+            return "listed", path.parent
         folder = path.parent
         while folder != top and top in folder.parents:
             if self._whole(folder):  # named by the output folder, not its overlays/
@@ -513,7 +515,9 @@ def _lists_at(record: Path) -> tuple:
 
 def run_files_line(left_out, *, kept_beside: bool = False) -> Optional[str]:
     """One line saying which image files of the input folders were left out as a run's own and why:
-    ``left_out``, ``(why, folder as shown)`` of each (``_OutputFolders.run_file``); None when none were.
+    ``left_out``, ``(why, folder as shown[, problems])`` of each (``_OutputFolders.run_file``; problems:
+    ``(list file, what is wrong)`` of a folder whose list cannot be read, said: the parse error tells the
+    user what to mend); None when none were.
     ``kept_beside``: images no list names were found in those run folders and predicted (said so)."""
     from maskrcnn.listing import short_listing
 
@@ -521,8 +525,10 @@ def run_files_line(left_out, *, kept_beside: bool = False) -> Optional[str]:
     if not left_out:
         return None
     by_why: dict = {}
-    for why, folder in left_out:
+    problems = set()  # (list file, what is wrong) of the run folders whose list cannot be read
+    for why, folder, *rest in left_out:
         by_why.setdefault(why, []).append(folder)
+        problems.update(rest[0] if rest else ())
 
     def folders(why, tail=lambda f: f):
         return short_listing(sorted({shown_path(tail(f)) for f in by_why[why]}), limit=3)
@@ -540,8 +546,11 @@ def run_files_line(left_out, *, kept_beside: bool = False) -> Optional[str]:
                      f"({folders('listed', list_file)}"
                      + ("; the other images there are yours and predicted)" if kept_beside else ")"))
     if "unreadable" in by_why:
+        said = "; ".join(f"{shown_path(path)}: {what}" for path, what in sorted(problems, key=str)[:3])
+        said += f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         parts.append(f"{len(by_why['unreadable'])} in run folders whose list of the files written cannot be "
-                     f"read ({folders('unreadable', list_file)}: all of the folder taken for the run's)")
+                     f"read ({said or folders('unreadable', list_file)}: all of the folder taken for the "
+                     "run's)")
     return (f"maskrcnn predict: left out {len(left_out)} image file(s) inside predict output folders: "
             + "; ".join(parts))
 
@@ -599,263 +608,6 @@ def _check_score_thresh(value, flag: str = "--score-thresh") -> None:
         raise ValueError(f"{flag} must be in [0, 1] (scores are probabilities), got {value:g}")
 
 
-class _ResultsWriter:
-    """Results as they are produced: each image's records are appended (and flushed) to
-    ``predictions.partial.jsonl``, so a run killed late keeps what it did; ``finish`` writes
-    ``predictions.json`` atomically (also after an error or an interrupt) and removes the side file.
-    The side file is opened at the first image's results: until then an earlier run's files stay as they
-    are. A write that fails (a full disk) names the side file.
-    Both are ASCII (non-ASCII as ``\\u`` escapes, read back exactly): predictions.json is for COCO
-    readers (pycocotools ``loadRes`` opens it with the locale's encoding), and a file name that is not
-    valid UTF-8 (lone surrogates from ``os.fsdecode``) is the escape ``\\udce9`` instead of an error that
-    would lose every image's results."""
-
-    def __init__(self, out_dir: Path):
-        self.final = out_dir / "predictions.json"
-        self.partial = out_dir / "predictions.partial.jsonl"
-        self.results: list = []
-        self._file = None
-
-    def add(self, records: list) -> None:
-        self.results.extend(records)
-        try:
-            if self._file is None:
-                self._file = open(self.partial, "w", encoding="utf-8", errors="backslashreplace")
-            self._file.write("".join(json.dumps(r) + "\n" for r in records))
-            self._file.flush()
-        except OSError as e:
-            if e.filename is not None:
-                raise
-            raise OSError(e.errno, f"{e.strerror or e} (appending an image's results; those of the earlier "
-                                   "images are kept)", str(self.partial)) from e
-
-    def finish(self) -> None:
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:  # the flush of a full disk: the results are in memory, written just below
-                pass
-        atomic_write_json(self.final, self.results, ensure_ascii=True)
-        self.partial.unlink(missing_ok=True)
-
-
-def read_partial_results(path) -> list:
-    """The records of a ``predictions.partial.jsonl`` left by a killed run. Its last line may be cut
-    mid-record (a kill or a full disk during the append): that line is dropped with a warning; a bad line
-    before the last one is an error naming the file and the line."""
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            if any(rest.strip() for rest in lines[number:]):
-                raise ValueError(f"{path}: line {number} is not a JSON record ({e.msg})") from None
-            warnings.warn(f"{path}: the last line is cut short (the run writing it was stopped mid-record): "
-                          f"dropped, {len(records)} record(s) read", stacklevel=2)
-    return records
-
-
-# An earlier predictions.json larger than this is not read for the up-front note (with RLE masks it can
-# hold gigabytes): the note gives its size instead of its images' count.
-LARGE_RESULTS_BYTES = 64 * 1024 * 1024
-
-
-def _earlier_run(out_dir: Path, listed=frozenset()) -> tuple:
-    """(results, overlays, stems, paths) of an earlier run in ``out_dir``: the words the note gives its
-    results ("3 image(s) with detections in its predictions", or a large file's size; "" when there are
-    none; ``listed``, the overlays its ``overlays/written.json`` lists, relative to overlays/, counts the
-    images drawn without detections too, which have no record, when the list is known to be the same
-    run's as the records (each names its overlay, and each of those is listed): "3 image(s) with
-    detections in its predictions, 1 more drawn without detections"), the PNGs
-    under overlays/, the stems of the images named (``file_name``) by its records that have no
-    ``overlay`` field (the overlays of runs before that field were named after them, flat; a record
-    with the field says where its overlay is, and a flat PNG of the same stem is not its) and the overlay
-    paths its records name (``overlay``, relative to ``out_dir``). Its predictions.json, or for a killed
-    run predictions.partial.jsonl, is read here, before this run writes its own; one above
-    ``LARGE_RESULTS_BYTES`` is scanned for those two fields only."""
-    final, partial = out_dir / "predictions.json", out_dir / "predictions.partial.jsonl"
-    source = final if final.is_file() else partial if partial.is_file() else None
-    words, stems, paths = "", set(), set()
-    try:
-        size = source.stat().st_size if source is not None else 0
-        if source is not None and size > LARGE_RESULTS_BYTES:
-            found = _scan_records(source)
-            stems = {Path(name).stem for name, has_overlay, _ in found
-                     if isinstance(name, str) and not has_overlay}
-            paths = {overlay for _, _, overlay in found if isinstance(overlay, str)}
-            words = f"{source.name} of {size / 1e6:.0f} MB, not read to count its images"
-        elif source is not None:
-            records = json.loads(final.read_text(encoding="utf-8")) if source == final else \
-                read_partial_results(partial)
-            records = [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
-            names = {r.get("file_name", r.get("image_id")) for r in records}
-            stems = {Path(n).stem for n in (r.get("file_name", r.get("image_id")) for r in records
-                                             if "overlay" not in r) if isinstance(n, str)}
-            paths = {r["overlay"] for r in records if isinstance(r.get("overlay"), str)}
-            # an overlay listed that no record names is an image drawn without detections only when the
-            # list is the records' run's: a run that drew overlays names one in every record and lists
-            # each. A --no-overlays run leaves the list of the run before it (its overlays are not this
-            # file's images), and records naming no overlay, or none at all, tell nothing of the list
-            listed_paths = {f"overlays/{p}" for p in listed}
-            same_run = bool(records) and all(isinstance(r.get("overlay"), str) for r in records) \
-                and paths <= listed_paths
-            bare = len(listed_paths - paths) if same_run else 0
-            words = ", ".join(([f"{len(names)} image(s) with detections in its predictions"] if names else [])
-                              + ([f"{bare} more drawn without detections"] if bare else []))
-    except (OSError, ValueError, UnicodeDecodeError):
-        pass
-    overlays = out_dir / "overlays"
-    count = sum(1 for p in overlays.rglob("*.png") if p.is_file()) if overlays.is_dir() else 0
-    return words, count, stems, paths
-
-
-# In a results file: the text up to the next token, strings other than the two fields' names skipped whole
-# (a brace inside a file name is text); then the token: a brace (group 1), the name of a "file_name" or
-# "overlay" field (group 2) and its value when it is a string (group 3), or the quote of a string that the
-# end of what has been read so far cuts (group 4). Written unrolled (one way to split the text): the
-# long RLE strings go by without backtracking.
-_STRING = r'[^"\\]*(?:\\.[^"\\]*)*'
-_RESULTS_TOKEN = re.compile(rf'[^"{{}}]*(?:"(?!(?:file_name|overlay)"\s*:){_STRING}"[^"{{}}]*)*'
-                            rf'(?:([{{}}])|"(file_name|overlay)"\s*:\s*(?:"({_STRING})")?|("))')
-
-
-def _scan_records(path: Path, chunk: int = 1 << 20) -> set:
-    """(file_name, has an overlay field, overlay) of each record of a large results file (None for a
-    field a record lacks or whose value is not a string), read a chunk at a time; only the two fields'
-    values are decoded. Memory: a chunk, the largest record and the values, not the file's records."""
-    found, text = set(), ""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        while True:
-            block = f.read(chunk)
-            text += block
-            depth, done = 0, 0  # ``text`` starts between records: after the last one closed so far
-            name = overlay = None
-            has_overlay = False
-            for match in _RESULTS_TOKEN.finditer(text):
-                brace, field, value = match.group(1), match.group(2), match.group(3)
-                if match.group(4):
-                    break  # a string cut by the end of the block: this record is read again with the next
-                if brace == "{":
-                    depth += 1
-                    if depth == 1:
-                        name = overlay = None
-                        has_overlay = False
-                elif brace == "}":
-                    depth = max(depth - 1, 0)
-                    if depth == 0:
-                        found.add((name, has_overlay, overlay))
-                        done = match.end()
-                elif depth == 1:  # a field of the record, not of its segmentation
-                    try:
-                        value = None if value is None else json.loads(f'"{value}"')
-                    except ValueError:
-                        value = None
-                    if field == "file_name":
-                        name = value
-                    else:
-                        has_overlay, overlay = True, value
-            if not block:
-                return found
-            text = text[done:]
-
-
-def _remove_earlier_overlays(out_dir: Path, earlier_stems: set, earlier_paths: set, written: set) -> int:
-    """Remove the earlier run's overlays of images this run did not draw: those its records name
-    (``overlay``, relative to ``out_dir``; only inside overlays/, whatever a record says) and, of runs
-    that wrote flat names, the PNGs directly in overlays/ named after the images its records without an
-    ``overlay`` field name (``earlier_stems``: ``<stem>.png``, ``<stem>_2.png``, ...), that this run did
-    not write (``written``: paths relative to overlays/). Sub-folders left empty go too. The folder then
-    shows this run's images only, as predictions.json holds them; other PNGs (the user's own) stay.
-    Returns how many were removed."""
-    overlay_dir = out_dir / "overlays"
-    if not (earlier_stems or earlier_paths) or not overlay_dir.is_dir():
-        return 0
-    top = overlay_dir.resolve()
-    # Each file once, by its folder's resolved path: 'overlays/../overlays/y.png' is 'overlays/y.png'. The
-    # file's own name is not followed: a link is removed, never what it points to.
-    doomed = set()
-    for rel in earlier_paths:
-        try:
-            given = out_dir / rel
-            p = given.parent.resolve() / given.name
-            inside = p.suffix.lower() == ".png" and top in p.parents and top in p.resolve().parents
-        except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
-            continue
-        if inside and p.relative_to(top).as_posix() not in written and p.is_file():
-            doomed.add(p)
-    for p in overlay_dir.glob("*.png"):
-        base, _, number = p.stem.rpartition("_")
-        earlier = p.stem in earlier_stems or (base in earlier_stems and number.isdigit() and int(number) >= 2)
-        if earlier and p.name not in written and p.is_file():
-            doomed.add(top / p.name)
-    removed = 0
-    for p in doomed:
-        try:
-            p.unlink()
-            removed += 1
-            folder = p.parent
-            while folder != top and top in folder.parents and not any(folder.iterdir()):
-                folder.rmdir()
-                folder = folder.parent
-        except OSError:  # gone meanwhile, or not ours to remove: this runs in predict's finally block, where
-            pass  # an error would lose the exports still to be written and hide the run's own error
-    return removed
-
-
-def _overlay_root(inputs, files):
-    """The images folder overlays/ mirrors, or None where the inputs share none (on Windows, files on two
-    drives: ``os.path.commonpath`` raises ValueError); overlays are then named by the image's name."""
-    from maskrcnn.data.pre_annotations.export import images_root
-
-    try:
-        return images_root(inputs, files)
-    except ValueError:
-        return None
-
-
-def _overlay_file_name(path: Path, root) -> str:
-    """``path`` relative to ``root`` with '/' (as the exports write it), or its name where there is no root
-    or ``path`` is on another drive (``os.path.relpath`` raises ValueError on Windows); overlay_relpaths
-    makes names that clash unique."""
-    from maskrcnn.overlay_paths import safe_file_name
-
-    return safe_file_name(_relative_name(path, root))  # "new\nline.jpg" -> "new_line.png"
-
-
-def _relative_name(path: Path, root) -> str:
-    """``_overlay_file_name`` before its control characters are made safe: the order key of the overlays'
-    names, the one ``mask_file_stems`` sorts the mask files' names by (an image's overlay and its mask
-    files give a clashing name to the same image)."""
-    from maskrcnn.data.pre_annotations.export import relative_file_name
-
-    if root is None:
-        return path.name
-    try:
-        return relative_file_name(path, root)
-    except ValueError:
-        return path.name
-
-
-def _overlay_names(files, root, beside) -> dict:
-    """{index in ``files``: its overlay path relative to overlays/}, chosen for all files up front and
-    in the order of their paths, so that neither the order given nor the other inputs change a name; an
-    image file beside one of them with the same name but for the extension (not predicted this run:
-    ``beside``, ``overlay_paths.same_name_beside``) counts as a clash too."""
-    from maskrcnn.overlay_paths import overlay_relpaths
-
-    # by the relative name (as mask_file_stems sorts), not str(path): a spelling with '..' or another
-    # separator sorts elsewhere, and the overlay and mask files would give a clashing name to different
-    # images; the whole path breaks a tie (the same name on two drives)
-    order = sorted(range(len(files)), key=lambda i: (_relative_name(files[i], root), str(files[i])))
-    beside = [_overlay_file_name(p, root) for p in beside]
-    names = overlay_relpaths([_overlay_file_name(files[i], root) for i in order], beside=beside)
-    return dict(zip(order, names))
-
-
 def _refuse_expanded_calibration_pattern(args) -> None:
     """``--calib-images cal/*.png`` expanded by the shell: the first file is the option's value and the
     others land among the images to predict (the positional IMAGE_OR_DIR takes them, so the parser leaves
@@ -896,7 +648,7 @@ def run(args: argparse.Namespace) -> int:
         f"{len(files)} image file(s)" + (f", {len(videos)} video(s)" if videos else ""),
         file=sys.stderr,
     )
-    made = _folders_to_make(out_dir)  # removed again if they stay empty (no image read, no video)
+    made = folders_to_make(out_dir)  # removed again if they stay empty (no image read, no video)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the checkpoint loaded: a typo leaves no folder
     if "yolo" in export_formats and files:  # before the videos too: refused after them, their time is lost
         from maskrcnn.data.pre_annotations.instances import categories_of

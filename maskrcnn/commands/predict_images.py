@@ -3,6 +3,9 @@
 run's files said up front (``note_earlier_run``), each image predicted, its results appended and its
 overlay drawn (``ImagePass.predict``), the results, overlays' list and exports written at the end, also
 after an error, Ctrl-C or SIGTERM (``ImagePass.write_results``), and the closing lines (``summary``).
+Its parts, each a module of its own with public names (``predict.py`` shares ``made_folders``): the
+results file (``results_writer``), the earlier run's files (``earlier_run``), the overlays' names
+(``overlay_names``) and the folders the run made (``made_folders``).
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ from pathlib import Path
 
 from maskrcnn import stop_signals
 from maskrcnn.commands import predict as command
+from maskrcnn.commands.earlier_run import earlier_run, remove_earlier_overlays
+from maskrcnn.commands.made_folders import folders_to_make, remove_empty_folders
+from maskrcnn.commands.overlay_names import overlay_file_name, overlay_names, overlay_root
+from maskrcnn.commands.results_writer import ResultsWriter
 from maskrcnn.overlay_defaults import OVERLAY_DRAW_MAX, overlay_min_size
 from maskrcnn.stop_signals import StoppedBySignal, signal_name
 
 
 def note_earlier_run(out_dir: Path, overlay_list, *, no_overlays: bool) -> tuple:
-    """``predict._earlier_run`` of ``out_dir``, said in one line when there is one; returns its
+    """``earlier_run.earlier_run`` of ``out_dir``, said in one line when there is one; returns its
     (results words, overlays, stems, paths)."""
-    earlier = command._earlier_run(out_dir, listed=overlay_list.earlier)
+    earlier = earlier_run(out_dir, listed=overlay_list.earlier)
     earlier_results, earlier_overlays = earlier[0], earlier[1]
     if earlier_results or earlier_overlays:
         what = ", ".join(([earlier_results] if earlier_results else []) + [f"{earlier_overlays} overlay(s)"])
@@ -36,7 +43,8 @@ def note_earlier_run(out_dir: Path, overlay_list, *, no_overlays: bool) -> tuple
 
 class ImagePass:
     """One run's pass over ``files``: predicted a window of ``--batch-size`` at a time, each image's
-    results appended as it is done (``predict._ResultsWriter``) with its overlay and its export's part.
+    results appended as it is done (``results_writer.ResultsWriter``) with its overlay and its export's
+    part.
     ``made``: the folders this run made (removed again, empty, when no image is predicted);
     ``new_folder``: ``--output`` is one of them (no earlier file can be there to stay)."""
 
@@ -51,7 +59,7 @@ class ImagePass:
         self.new_folder = new_folder
         self.overlay_dir = out_dir / "overlays"
         if not args.no_overlays:
-            made = command._folders_to_make(self.overlay_dir) + made
+            made = folders_to_make(self.overlay_dir) + made
             self.overlay_dir.mkdir(exist_ok=True)
         self.made = made
         # the overlays each run writes, listed in overlays/written.json (as show-data and the mask exports
@@ -60,7 +68,7 @@ class ImagePass:
         self.overlay_list = WrittenFiles(folder=self.overlay_dir, label="overlays", prefix="maskrcnn predict")
         self.earlier_results, self.earlier_overlays, self.earlier_stems, self.earlier_paths = \
             note_earlier_run(out_dir, self.overlay_list, no_overlays=args.no_overlays)
-        self.writer = command._ResultsWriter(out_dir)
+        self.writer = ResultsWriter(out_dir)
         # images of the same name beside the run's (x.png by x.jpg, not predicted): the overlays and the
         # mask files name theirs by the same rule; one listing of their folders serves both
         beside = [] if args.no_overlays and not any(f in PIXEL_FORMATS for f in export_formats) else \
@@ -70,8 +78,8 @@ class ImagePass:
         self.skipped, self.n_done = [], 0
         self.used_names = set()  # overlay paths written, relative to overlays/
         # overlays/ mirrors the images' folders below the images folder, as the exports do
-        self.root = self.export.root if self.export is not None else command._overlay_root(args.inputs, files)
-        self.overlay_names = {} if args.no_overlays else command._overlay_names(files, self.root, beside)
+        self.root = self.export.root if self.export is not None else overlay_root(args.inputs, files)
+        self.overlay_names = {} if args.no_overlays else overlay_names(files, self.root, beside)
         self.width = len(str(len(files)))
         self.reasons = Counter()  # skip_reason -> images: image_too_large apart, its limit can be raised
         self.tiny = []  # "name WxH" of the images predicted under TINY_IMAGE_PX on their shorter side
@@ -177,7 +185,7 @@ class ImagePass:
         self.n_done += 1
         H, W = image.shape[-2:]
         if min(H, W) < command.TINY_IMAGE_PX:
-            self.tiny.append(f"{command._overlay_file_name(path, self.root)} {W}x{H}")
+            self.tiny.append(f"{overlay_file_name(path, self.root)} {W}x{H}")
         if self.export is not None:
             self.export.add(idx + 1, path, H, W, det, image)  # the pixels: for cut-outs
         print(
@@ -233,7 +241,7 @@ class ImagePass:
             if self.n_done > 0:
                 self.writer.finish()
                 # --no-overlays: the earlier ones stay
-                removed = 0 if self.args.no_overlays else command._remove_earlier_overlays(
+                removed = 0 if self.args.no_overlays else remove_earlier_overlays(
                     self.out_dir, self.earlier_stems, self.earlier_paths, self.used_names)
                 # those of the earlier runs' list (with 0 detections too) not drawn now
                 if not self.args.no_overlays:
@@ -245,7 +253,7 @@ class ImagePass:
             if self.export is not None:
                 self.write_exports()
             if self.n_done == 0:  # nothing written: the folders this run made go again, empty
-                command._remove_empty_folders(self.made)
+                remove_empty_folders(self.made)
 
     def write_exports(self) -> None:
         export = self.export

@@ -29,8 +29,9 @@ images go through (``predict_tensors``); only a batch's frames are held in memor
   so that it lasts as long as the source, a variable frame rate included, whatever ``--every``; written by
   ``data/video_writer.py`` (H.264 or MPEG-4, atomic rename); the last predicted frame is held until the
   source (or ``--end``) ends. An encoder that fails part-way (a full disk too) removes the overlay at once
-  (``VideoWriteError``): the video stops as failed, its results kept, and no partial overlay sits under the
-  final name for a later run to take as whole (or predict).
+  (``VideoWriteError``), so that no partial overlay sits under the final name for a later run to take as
+  whole (or predict); the predictions go on to the video's end without it, one line (and a note of the
+  summary, ``overlay`` null) saying at which frame the overlay stopped.
 
 A video given twice (``v.mp4 ./v.mp4``, or a folder and a video in it) is predicted once, as an image is.
 An overlay a video run wrote, found in an input folder (``--output`` the videos' own folder), is left out,
@@ -470,6 +471,7 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
                    **_range_of(args), "status": "failed",
                    "problem": None, "frames_skipped": 0, "notes": reader.notes}
         clock = {}  # "first" / "last": the first / last predicted frame's time (the overlay's start / end)
+        said = []  # notes printed as they came (the overlay stopped): not printed again at the end
         stop, summary_lost, written, capped = None, None, None, False
         partial_overlay = out_dir / f"{stem}{PARTIAL_OVERLAY_SUFFIX}"
         # the results file first, then the overlay's hidden temporary file: a name taken (a folder) stops
@@ -487,7 +489,7 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
             print(f"{tag} {path}: {count}, {rate}", file=sys.stderr)
             try:
                 capped = _predict_frames(predictor, reader, out, overlay, args, summary, tag, clock,
-                                         stop_requested)
+                                         stop_requested, said)
                 summary["status"] = ("truncated" if reader.problem else
                                      "limited" if _limited(reader, args, capped=capped) else
                                      "damaged_frames_skipped" if reader.skipped_frames else "complete")
@@ -561,7 +563,8 @@ def predict_video(predictor, path: Path, out_dir: Path, args, *, stem: str, tag:
         print(f"maskrcnn predict: warning: {path}: {_why_no_frame(reader, args)}: no frame predicted",
               file=sys.stderr)
     for note in summary["notes"]:
-        print(f"{tag} {path}: {note}", file=sys.stderr)
+        if note not in said:
+            print(f"{tag} {path}: {note}", file=sys.stderr)
     files = [] if empty else [str(jsonl)]
     files += [str(written)] if written else []
     print(f"{tag} {path}: {summary['frames_predicted']} frame(s), {summary['detections']} detections; "
@@ -671,14 +674,18 @@ def _timing_to_summary(reader, summary: dict) -> None:
 
 
 def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict, tag: str, clock: dict,
-                    stop_requested=None) -> bool:
+                    stop_requested=None, said: Optional[list] = None) -> bool:
     """Predict the frames of the range, written as each batch is done; whether ``--max-frames`` left a
     frame of the range out (the reader is asked for one more: a video of exactly ``--max-frames`` frames
-    is complete)."""
+    is complete). An overlay whose writer fails (``VideoWriteError``: its file is gone) stops there, said
+    at once (``_overlay_stopped``, the line added to ``said``); the frames go on being predicted: the
+    user asked for the results first, the overlay only shows them."""
+    said = [] if said is None else said
     import numpy as np
     import torch
 
     from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.data.video_writer import VideoWriteError
     from maskrcnn.overlay_defaults import overlay_min_size
     from maskrcnn.visualize import draw_instances, skeleton_for
 
@@ -714,7 +721,12 @@ def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict
                                        score_thresh=args.overlay_score_thresh, skeleton=skeleton)
                 first = clock.setdefault("first", frame.time)  # the overlay starts at the first predicted one
                 clock["last"] = frame.time
-                overlay.write(np.asarray(drawn), time=frame.time - first)  # (H, W, 3) uint8
+                try:
+                    overlay.write(np.asarray(drawn), time=frame.time - first)  # (H, W, 3) uint8
+                except VideoWriteError as e:  # the writer removed its file: the overlay alone stops
+                    _overlay_stopped(e, frame.index, summary, said, f"{tag} {reader.path}")
+                    overlay = None
+                    break
         if time.perf_counter() - last_print >= PROGRESS_SECONDS:
             last_print = time.perf_counter()
             print(f"{tag} {reader.path}: frame {batch[-1].index} ({batch[-1].time:.1f} s), "
@@ -723,6 +735,17 @@ def _predict_frames(predictor, reader, out: _Lines, overlay, args, summary: dict
         if signum:  # SIGTERM: the batch in hand is done; the video is finished as after Ctrl-C
             raise StoppedBySignal("", signum)
     return bool(left.get("more"))
+
+
+def _overlay_stopped(e, index: int, summary: dict, said: list, where: str) -> None:
+    """Record and say, once, that the overlay stopped at frame ``index`` (its writer's error ``e``, which
+    names the file and says it was removed): a note of the summary, printed now rather than at the video's
+    end (hours later for a long one), and added to ``said`` so that the end does not print it again."""
+    note = f"overlay stopped at frame {index} and removed ({str(e).removesuffix('; removed')}); the " \
+           "predictions went on to the end without it"
+    summary["notes"].append(note)
+    said.append(note)
+    print(f"{where}: {note}", file=sys.stderr)
 
 
 def _at_most(frames: Iterator, n: int, left: dict) -> Iterator:

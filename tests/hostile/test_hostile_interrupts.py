@@ -210,7 +210,7 @@ def test_predict_into_an_earlier_runs_folder_stopped_by_ctrl_c(tiny_weights, tmp
 
 
 def test_a_partial_results_file_cut_mid_record_loses_only_that_line(tmp_path):
-    from maskrcnn.commands.predict import read_partial_results
+    from maskrcnn.commands.results_writer import read_partial_results
 
     path = tmp_path / "predictions.partial.jsonl"
     path.write_text('{"image_id": 1, "score": 0.5}\n{"image_id": 2, "score": 0.7}\n{"image_id": 3, "sco')
@@ -366,7 +366,7 @@ def test_the_note_counts_images_without_detections_only_from_the_records_own_run
 
 
 def test_the_note_counts_images_drawn_without_detections_by_the_same_run(tmp_path):
-    from maskrcnn.commands import predict
+    from maskrcnn.commands import earlier_run
 
     out = tmp_path / "out"
     (out / "overlays").mkdir(parents=True)
@@ -375,28 +375,29 @@ def test_the_note_counts_images_drawn_without_detections_by_the_same_run(tmp_pat
     records = [{"image_id": 1, "file_name": "a.png", "overlay": "overlays/a.png", "score": 0.5}] * 2
     (out / "predictions.json").write_text(json.dumps(records))
     # the list names the records' overlay and one more: b, drawn by that run without detections
-    assert predict._earlier_run(out, listed={"a.png", "b.png"})[0] == \
+    assert earlier_run.earlier_run(out, listed={"a.png", "b.png"})[0] == \
         "1 image(s) with detections in its predictions, 1 more drawn without detections"
     # a list that lacks a record's overlay is another run's: nothing is claimed of its other overlays
-    assert predict._earlier_run(out, listed={"b.png"})[0] == "1 image(s) with detections in its predictions"
+    assert earlier_run.earlier_run(out, listed={"b.png"})[0] == \
+        "1 image(s) with detections in its predictions"
     (out / "predictions.json").write_text("[]")  # every image without detections, or a --no-overlays run's
-    assert predict._earlier_run(out, listed={"a.png", "b.png"})[:2] == ("", 2)
+    assert earlier_run.earlier_run(out, listed={"a.png", "b.png"})[:2] == ("", 2)
 
 
 def test_a_large_earlier_predictions_file_is_not_read_for_the_note(tmp_path, monkeypatch):
-    from maskrcnn.commands import predict
+    from maskrcnn.commands import earlier_run
 
     out = tmp_path / "out"
     _earlier_predict_output(out)
-    monkeypatch.setattr(predict, "LARGE_RESULTS_BYTES", 10)
-    parsed, real = [], predict.json.loads
-    monkeypatch.setattr(predict.json, "loads", lambda text, **kw: parsed.append(text) or real(text, **kw))
-    words, overlays, stems, paths = predict._earlier_run(out)
+    monkeypatch.setattr(earlier_run, "LARGE_RESULTS_BYTES", 10)
+    parsed, real = [], earlier_run.json.loads
+    monkeypatch.setattr(earlier_run.json, "loads", lambda text, **kw: parsed.append(text) or real(text, **kw))
+    words, overlays, stems, paths = earlier_run.earlier_run(out)
     assert words == "predictions.json of 0 MB, not read to count its images" and overlays == 3
     assert sorted(parsed) == ['"a.png"', '"old1.png"', '"old2.png"']  # the names only, not the records
     monkeypatch.undo()
-    assert predict._earlier_run(out)[0] == "3 image(s) with detections in its predictions"
-    stems_small = predict._earlier_run(out)[2]
+    assert earlier_run.earlier_run(out)[0] == "3 image(s) with detections in its predictions"
+    stems_small = earlier_run.earlier_run(out)[2]
     assert stems == stems_small == {"a", "old1", "old2"} and paths == set()
 
 

@@ -40,7 +40,10 @@ what was written (``written_files``: ``OUT/labelme.written.json``, beside the fo
 reads whole; ``OUT/yolo/written.json``): a re-run into the same folder writes nothing over a file
 changed since (a LabelMe file corrected in LabelMe) or one no list names, and removes the earlier run's
 files still as written that it does not write again, each said in a line, so that the folder reads back
-as this run's images only. Where each format writes is checked before predicting
+as this run's images only. The single files (COCO's, CVAT's, Label Studio's two) are rewritten by every
+run as before, and listed with their hashes in ``OUT/exports.written.json`` (the earlier runs' still as
+written kept in it), so that ``predict`` given a folder holding them tells them from the user's files
+(``single_file_exports``). Where each format writes is checked before predicting
 (``check_export_locations``), and ``--export yolo`` refuses class names holding a line break
 (``to_yolo.check_yolo_names``) then too, and ``cvat`` / ``labelstudio`` refuse class names (``cvat``: image
 names too) holding a character XML 1.0 cannot hold, NUL or ESC (``xml_text``).
@@ -81,9 +84,9 @@ from maskrcnn.data.pre_annotations.to_yolo import (
     yolo_label_file,
     yolo_labels,
 )
-from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+from maskrcnn.data.pre_annotations.written_files import WrittenFiles, content_hash
 from maskrcnn.data.pre_annotations.xml_text import check_xml_names
-from maskrcnn.io_utils import atomic_write_json, atomic_write_text, json_bytes
+from maskrcnn.io_utils import atomic_write_bytes, json_bytes
 from maskrcnn.shell import shell_word
 from maskrcnn.shown_text import display_name
 
@@ -96,6 +99,10 @@ COCO_FILE, LABELME_DIR, CVAT_FILE = "coco_instances.json", "labelme", "cvat_anno
 LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_config.xml"
 YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
 LABELME_RECORD = "labelme.written.json"  # the LabelMe files a run wrote (written_files), beside labelme/
+# the single files a run wrote (the formats above but LabelMe's and YOLO's), beside them, with their hashes:
+# so that predict, given a folder holding them, tells them from the user's files (``single_file_exports``)
+EXPORTS_RECORD = "exports.written.json"
+SINGLE_FILES = (COCO_FILE, CVAT_FILE, LABELSTUDIO_FILE, LABELSTUDIO_CONFIG)
 
 
 def export_locations(out_dir: Path, formats: Sequence[str]) -> list:
@@ -112,7 +119,32 @@ def export_locations(out_dir: Path, formats: Sequence[str]) -> list:
         "masks": [("masks", "folder")],
         "cutouts": [("cutouts", "folder")],
     }
-    return [(out_dir / rel, fmt, kind) for fmt in formats for rel, kind in where.get(fmt, ())]
+    for fmt in ("coco", "cvat", "labelstudio"):
+        where[fmt].append((EXPORTS_RECORD, "file"))
+    found, seen = [], set()
+    for fmt in formats:
+        for rel, kind in where.get(fmt, ()):
+            if rel not in seen:  # the record of the single files: said once, under the first format
+                seen.add(rel)
+                found.append((out_dir / rel, fmt, kind))
+    return found
+
+
+def single_file_exports(folder: Path) -> Optional[set]:
+    """The names of the single-file exports (``SINGLE_FILES``) that a run recorded writing in ``folder``
+    (``EXPORTS_RECORD``, or a killed run's list beside it), with the record's own names when it can be
+    read; None where there is no record or it cannot be read (nothing is then taken for a run's: the
+    folder may be the user's images folder). A record naming other files is not believed for them."""
+    from maskrcnn.data.pre_annotations.written_files import list_problems, partial_record
+
+    record = Path(folder) / EXPORTS_RECORD
+    lists = (record, partial_record(record))
+    if not any(p.is_file() for p in lists):
+        return None
+    listed = list_problems(Path(folder), record)[0]
+    if listed is None:
+        return None
+    return {name for name in listed if name in SINGLE_FILES} | {p.name for p in lists}
 
 
 def check_export_locations(out_dir: Path, formats: Sequence[str]) -> None:
@@ -370,35 +402,53 @@ class PreAnnotationExport:
             return []
         self.out_dir.mkdir(parents=True, exist_ok=True)
         written = []
+        singles = None  # the record of the single files (EXPORTS_RECORD), made at the first
         for fmt in self.formats:
+            if fmt in ("coco", "cvat", "labelstudio") and singles is None:
+                singles = WrittenFiles(folder=self.out_dir, label="exports", suffixes=(".json", ".xml"),
+                                       record=self.out_dir / EXPORTS_RECORD,
+                                       unreadable_means=f"{EXPORTS_RECORD} is written anew, of this run's "
+                                                        "files only")
             if fmt == "coco":
-                written.append(self.out_dir / COCO_FILE)
-                atomic_write_json(written[-1], coco_instances(
+                written.append(self._single(singles, COCO_FILE, json_bytes(coco_instances(
                     self.images, self.instances, self.categories,
                     description=f"maskrcnn predict pre-annotations ({self.model_version})",
                     keypoint_names=self.keypoint_names, skeleton=self.skeleton,
                     keypoint_labels=self.keypoint_labels),
-                    ensure_ascii=True)  # for pycocotools & co: ASCII (io_utils)
+                    ensure_ascii=True)))  # for pycocotools & co: ASCII (io_utils)
             elif fmt == "labelme":
                 written.append(self._labelme(partial=partial))
             elif fmt == "cvat":
-                written.append(self.out_dir / CVAT_FILE)
-                atomic_write_text(written[-1], cvat_xml(self.images, self.instances, self.categories,
-                                                        images_folder=self._folder_from_out()))
+                written.append(self._single(singles, CVAT_FILE, cvat_xml(
+                    self.images, self.instances, self.categories,
+                    images_folder=self._folder_from_out()).encode("utf-8")))
             elif fmt == "labelstudio":
                 folder = self._folder_from_out()  # recorded only as a relative path (the reader's rule)
                 tasks = labelstudio_tasks(self.images, self.instances, url_prefix=self.url_prefix,
                                           model_version=self.model_version,
                                           images_folder=None if Path(folder).is_absolute() else folder,
                                           categories=self.categories)
-                written += [self.out_dir / LABELSTUDIO_FILE, self.out_dir / LABELSTUDIO_CONFIG]
-                atomic_write_json(written[-2], tasks, ensure_ascii=True)  # imported by another tool
-                atomic_write_text(written[-1], labelstudio_config(self.categories, boxes=not self.masks))
+                # imported by another tool: ASCII
+                written.append(self._single(singles, LABELSTUDIO_FILE, json_bytes(tasks, ensure_ascii=True)))
+                written.append(self._single(singles, LABELSTUDIO_CONFIG, labelstudio_config(
+                    self.categories, boxes=not self.masks).encode("utf-8")))
             elif fmt == "yolo":
                 written.append(self._yolo(partial=partial))
             elif fmt in PIXEL_FORMATS:
                 written.append(self.mask_files.finish(fmt, replace=replace, partial=partial))
+        if singles is not None:
+            # the earlier runs' single files still as written stay listed: a run exporting coco alone
+            # leaves the cvat file of the run before, which is no more the user's than it was
+            singles.finish(replace=False)
         return written
+
+    def _single(self, singles: WrittenFiles, name: str, data: bytes) -> Path:
+        """Write the single-file export ``name`` (atomically, whatever was there: every run rewrites its
+        own), listed with its hash first (``singles``); its path."""
+        singles.add({name: content_hash(data)})
+        path = self.out_dir / name
+        atomic_write_bytes(path, data)
+        return path
 
 
 def export_for_run(args: argparse.Namespace, formats: Sequence[str], files: Sequence, predictor,

@@ -63,13 +63,16 @@ class WrittenFiles:
 
     def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations",
                  also_earlier: Iterable[str] = (), suffixes: Iterable[str] = (".png",),
-                 record: Optional[Path] = None):
+                 record: Optional[Path] = None, unreadable_means: Optional[str] = None):
         """``label``: how the lines name the folder's files ("masks", "cutouts"); ``prefix``: the command
         the lines are from; ``also_earlier``: more earlier runs' files, listed elsewhere (a report from
         before ``written.json``), taken only when the lists here can be read: with one that cannot,
         nothing earlier is removed; ``suffixes``: the extensions of the files this folder's runs write
         (only such files are ever removed); ``record``: the list's path (``FOLDER/written.json`` when
-        None), the killed run's list beside it (``<name>.partial.jsonl``)."""
+        None), the killed run's list beside it (``<name>.partial.jsonl``); ``unreadable_means``: what the
+        line saying a list cannot be read says follows from it (by default that no earlier file is removed
+        or written over; a caller that writes its files whatever the list says, the single-file exports,
+        says its own)."""
         self.folder, self.label, self.prefix = Path(folder), label, prefix
         self.suffixes = tuple(s.lower() for s in suffixes)
         self.record = Path(record) if record is not None else self.folder / WRITTEN_FILE
@@ -77,7 +80,7 @@ class WrittenFiles:
         # readable: False when a list is there but cannot be read (said in a line): nothing is removed
         # earlier_stamps: {path listed without a hash: the time (ns) of the list naming it}
         self.earlier, self.readable, self.earlier_hashes, self.earlier_stamps = _read_lists(
-            self.record, self.partial_record, label=label, prefix=prefix)
+            self.record, self.partial_record, label=label, prefix=prefix, means=unreadable_means)
         # also_earlier's (a report that predates the lists, of overlays drawn from the data: nobody
         # edits them) are ours as they are, listed without a hash or a time
         self.also_earlier = set(also_earlier) if self.readable else set()
@@ -253,27 +256,36 @@ def listed_files(folder: Path, record: Optional[Path] = None) -> Optional[Set[st
     ``record``: the list kept elsewhere, as ``WrittenFiles`` takes it), relative to it, said nowhere; None
     when a list there cannot be read (``read_written`` says why): ``predict`` then takes the whole folder
     for a run's, as it cannot tell which of its files are."""
+    return list_problems(folder, record)[0]
+
+
+def list_problems(folder: Path, record: Optional[Path] = None) -> tuple:
+    """``(listed_files(folder, record), problems)``: ``problems``, ``(list file, what is wrong)`` for each
+    list there that cannot be read (a parse error with its line and column), for a caller that says
+    why a folder's files cannot be told apart (``predict``'s line of the images it left out)."""
     record = Path(record) if record is not None else folder / WRITTEN_FILE
     found, problems, _, _ = _parse_lists(record, partial_record(record))
-    return None if problems else found
+    return (None if problems else found), problems
 
 
-def _read_lists(final: Path, partial: Path, *, label: str, prefix: str) -> tuple:
+def _read_lists(final: Path, partial: Path, *, label: str, prefix: str, means: Optional[str] = None) -> tuple:
     """``read_written``'s paths, whether the lists there (if any) could be read, {path: the hashes
     recorded for it}, and {path listed without a hash: the time (ns) of the newest list naming it}. A list
     of the wrong shape (a hash entry that is not hex text, a line neither a list of paths nor {path:
     hash}) cannot be read: nothing earlier is taken then."""
     found, problems, hashes, unhashed = _parse_lists(final, partial)
     if problems:
-        print(f"{prefix}: {label}: {'; '.join(problems)}; no file of the earlier runs is removed or written "
-              f"over (those listed in {final.name} and {partial.name} alike)", file=sys.stderr)
+        said = "; ".join(f"{path}: {what}" for path, what in problems)
+        means = means or (f"no file of the earlier runs is removed or written over (those listed in "
+                          f"{final.name} and {partial.name} alike)")
+        print(f"{prefix}: {label}: {said}; {means}", file=sys.stderr)
         return set(), False, {}, {}
     return found, True, hashes, unhashed
 
 
 def _parse_lists(final: Path, partial: Path) -> tuple:
     """(paths, problems, hashes, unhashed) of the two lists, as ``_read_lists`` takes them; ``problems``:
-    one text each, naming the file, for a list that cannot be read."""
+    ``(the file, what is wrong)`` for each list that cannot be read."""
     found: Set[str] = set()
     hashes: Dict[str, Set[str]] = {}
     unhashed: Dict[str, int] = {}
@@ -285,12 +297,12 @@ def _parse_lists(final: Path, partial: Path) -> tuple:
             files = data.get("files") if isinstance(data, dict) else None
             recorded = data.get("sha256", {}) if isinstance(data, dict) else {}
             if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
-                problems.append(f"{final}: field 'files' is not a list of paths")
+                problems.append((final, "field 'files' is not a list of paths"))
             elif not isinstance(recorded, dict) or not all(
                     isinstance(p, str) and _hash_list(h) is not None for p, h in recorded.items()):
-                problems.append(f"{final}: field 'sha256' is not {{path: [SHA-256 hex, ...]}}")
+                problems.append((final, "field 'sha256' is not {path: [SHA-256 hex, ...]}"))
             elif stamp is None:
-                problems.append(f"{final}: its modification time cannot be read")
+                problems.append((final, "its modification time cannot be read"))
             else:
                 found.update(files)
                 for p in files:
@@ -299,14 +311,14 @@ def _parse_lists(final: Path, partial: Path) -> tuple:
                     else:
                         unhashed[p] = stamp
         except (OSError, ValueError) as e:
-            problems.append(f"{final}: not readable as JSON ({e})")
+            problems.append((final, f"not readable as JSON ({e})"))
     if partial.is_file():
         stamp = _mtime_ns(partial)
         try:
             lines = partial.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
         except OSError as e:
             lines = []
-            problems.append(f"{partial}: not readable ({e})")
+            problems.append((partial, f"not readable ({e})"))
         for number, line in enumerate(lines, 1):
             try:
                 paths = json.loads(line)
@@ -322,8 +334,8 @@ def _parse_lists(final: Path, partial: Path) -> tuple:
                     found.add(p)
                     hashes.setdefault(p, set()).add(h)
             else:
-                problems.append(f"{partial}: line {number} is neither a list of paths nor {{path: SHA-256 "
-                                "hex}")
+                problems.append((partial, f"line {number} is neither a list of paths nor {{path: SHA-256 "
+                                          "hex}"))
                 break
     for p in hashes:  # a hash proves the content; a time only that nothing changed it since
         unhashed.pop(p, None)
