@@ -37,8 +37,10 @@ labels met (CVAT: and those its ``<meta>`` lists), sorted by name and numbered f
 split does not shift the ids of the others).
 
 An existing OUT.json that is one of the files the conversion reads (a LabelMe / VIA / Label Studio JSON,
-the CVAT XML, a YOLO / VOC / Cityscapes annotation file under SRC: the same file by any spelling) is
-refused before anything is written: the COCO file would replace the user's labels. This command's own
+the CVAT XML, a YOLO YAML, list or label file, a VOC split list, XML or PNG, a Cityscapes instanceIds
+PNG or polygons JSON: the same file by any spelling; each reader records the files it reads) is refused
+before anything is written: the COCO file would replace the user's labels. Any other file under SRC
+(a notes.txt, the labels of a split not converted) is no source file. This command's own
 earlier output in the folder (a COCO instances file, told by its content) is left out instead, with one
 line, so that a re-run works (``data/formats/output_guard.py``). OUT's folder is checked for writes
 first, naming ``--output``.
@@ -157,8 +159,8 @@ def _source_json_files(args, src: Path, out: Path, report) -> tuple:
     from maskrcnn.data.formats.output_guard import drop_earlier_output
 
     root, files = json_files(src)
-    return root, drop_earlier_output(files, output=out, src=src, source_format=args.source_format,
-                                     report=report)
+    files = drop_earlier_output(files, output=out, src=src, source_format=args.source_format, report=report)
+    return root, [report.reading(p) for p in files]
 
 
 def _cityscapes(args, src: Path, out: Path, report, description: str):
@@ -195,6 +197,7 @@ def _cvat(args, src: Path, out: Path, report, description: str):
     xml_path = cvat_file(src)
     if same_files(out, [xml_path]):  # read, then replaced by the COCO file: the user's export gone
         raise ValueError(refusal(out, xml_path, src=src, source_format="cvat"))
+    report.reading(xml_path)
     root = _images_folder(args) or xml_path.parent
     recorded, why = recorded_images_folder(xml_path) if args.images is None else (None, None)
     if recorded is not None:
@@ -271,7 +274,7 @@ def _convert(args, out: Path, report):
 
 def run(args) -> int:
     from maskrcnn.data.formats.common import Report, warn_label_case, write_json
-    from maskrcnn.data.formats.output_guard import READ_SUFFIXES, check_by_suffix
+    from maskrcnn.data.formats.output_guard import check_read
     from maskrcnn.io_utils import check_output_dir, check_output_file
 
     _check_options(args)
@@ -279,14 +282,13 @@ def run(args) -> int:
     # its folder takes new files: said now naming --output, not after the conversion (nor as the
     # embedded-images folder beside it)
     check_output_dir(out.parent, f"--output {args.output}: its folder")
-    # YOLO, VOC and Cityscapes pick their files by suffix as they read: checked here, by the folders they
-    # read under; the JSON formats and CVAT check, as they read, the very files they take
-    if args.source_format in READ_SUFFIXES:
-        check_by_suffix(out, src=Path(args.src), source_format=args.source_format)
     # an image not found where the file's names point: the images may be elsewhere, which --images says
     hint = args.images is None and args.source_format in IMAGES_FORMATS
     report = Report(stream=sys.stderr, hints={"missing_image": IMAGES_HINT} if hint else None)
     builder = _convert(args, out, report)
+    # --output one of the very files read (YOLO, VOC and Cityscapes find theirs as they read): refused
+    # now, before anything is written (the JSON formats and CVAT were checked before reading too)
+    check_read(out, report.read_files, src=Path(args.src), source_format=args.source_format)
     warn_label_case(builder, report, str(args.src))  # "Cat" beside "cat": one warning naming them
     print(report.summary(), file=sys.stderr)
     if not builder.images:

@@ -13,7 +13,9 @@ parts (a regex matching the same everywhere makes one group) is warned about, th
 The image records that name one file (an export listing a picture once per task; 'a.png',
 '../img/a.png' and '/data/img/a.png' from the folder img/) are always kept in one part, said in a line:
 with ``--images`` the rule merge-data and show-data use (the file's real path: ``data/file_keys.py``);
-without, by name (an absolute or '..' path goes with the record whose name is the longest end of it).
+without, by name (an absolute or '..' path goes with the record whose name is the longest end of it,
+said in its own line as the guess it is; two such paths of one kind that differ, '/d/a/x.png' and
+'/e/b/x.png', are two pictures: neither goes with 'x.png', said in a line).
 Same file and seed, same split, on any machine. Every part keeps the full ``categories`` list, ``info``
 and ``licenses``, and the image and annotation ids. Prints images and instances per class per part and
 warns, by name, of each class left without an instance in some part. The files are written atomically,
@@ -105,7 +107,7 @@ def run(args) -> int:
         group_keys,
         split_by_keys,
         split_table,
-        written_file_keys,
+        written_file_matches,
     )
     from maskrcnn.data.validated import read_validated
     from maskrcnn.io_utils import atomic_write_all, check_output_dir, folder_targets
@@ -157,11 +159,16 @@ def run(args) -> int:
                           f"{len(names)} parts: at least {len(names) - groups} part(s) are empty",
                           stacklevel=1)
     # which file each record names: merge-data's and show-data's rule where the folder is known
-    files = ([file_key(img["file_name"], args.images) for img in coco["images"]] if args.images is not None
-             else written_file_keys([img["file_name"] for img in coco["images"]]))
+    joined, apart = [], {}
+    if args.images is not None:
+        files = [file_key(img["file_name"], args.images) for img in coco["images"]]
+        written = files
+    else:  # by name: an absolute or '..' name taken for the plain one that is its end, said below
+        files, joined, apart = written_file_matches([img["file_name"] for img in coco["images"]])
+        written = [file_key(img["file_name"]) for img in coco["images"]]
     parts = split_by_keys(coco, keys, fractions=fractions, names=names, seed=args.seed, files=files)
-    twins: dict = {}  # file -> the ids of its records, where more than one
-    for img, file in zip(coco["images"], files):
+    twins: dict = {}  # file -> the ids of its records, where more than one (names alike, or one real path)
+    for img, file in zip(coco["images"], written):
         twins.setdefault(file, []).append(img["id"])
     twins = {file: ids for file, ids in twins.items() if len(ids) > 1}
     if twins:  # the loader's note says the file is read once per record; here: where they went
@@ -169,6 +176,16 @@ def run(args) -> int:
         print(f"{src}: {len(twins)} image file(s) named by more than one image record (e.g. "
               f"{display_name(name)}: image ids {', '.join(map(str, ids))}); the records of each file are "
               "kept in one part")
+    if joined:  # a guess from the names: said as one, not as a file known to be the same
+        name, end = joined[0]
+        print(f"{src}: {len(joined)} absolute or '..' file_name(s) kept in one part with the record whose "
+              f"name is their end, taken for one file as the image folder is not known (e.g. "
+              f"{display_name(name)} with {display_name(end)}); --images FOLDER compares the files")
+    if apart:
+        end, outs = next(iter(apart.items()))
+        print(f"{src}: {sum(map(len, apart.values()))} absolute or '..' file_name(s) left apart: different "
+              f"ones end in one name (e.g. {', '.join(map(display_name, outs[:3]))} end in "
+              f"{display_name(end)}), at most one of them its file; --images FOLDER tells which")
     if unmatched:
         warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
                       f"those images is a group of its own" + _separator_hint(coco["images"], keys),

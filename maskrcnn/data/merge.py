@@ -17,7 +17,9 @@
   A class whose category declares keypoints in one source but not in another is merged with them; the
   other source's annotations of it (none labelled) are counted in a warning naming both files, and
   written with ``keypoints`` all 0 and ``num_keypoints`` 0 (pycocotools' keypoint evaluation reads both
-  on every annotation of such a class).
+  on every annotation of such a class). A class no source gives keypoints gets no keypoint field, as in
+  COCO's own files: a keypoint evaluation names the categories with keypoints (``eval`` does;
+  pycocotools' COCOeval over every category stops on ``num_keypoints`` for such a source alone too).
 - Image and annotation ids are renumbered 1..N and 1..M in source order; every other field is kept.
   ``file_name`` becomes the image's path relative to ``images_root`` (``/`` separators, ``..`` for an
   image outside it), so ``train --train-images ROOT`` finds every image.

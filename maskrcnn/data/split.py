@@ -15,7 +15,8 @@ data", ECML PKDD 2011), over units instead of single images:
   and in val is the leak ``group_by`` exists to prevent. Which file a record names is ``files`` where
   the caller knows the image folder (``file_key(name, folder)``: the real path, merge-data's and
   show-data's rule), else its name (``written_file_keys``: separators alike, the path normalised, and
-  an absolute or '..' path one with the record whose name is the longest end of it);
+  an absolute or '..' path one with the record whose name is the longest end of it, unless different
+  such paths end in that name: two pictures, never joined);
 - units without any instance (images without annotations, or only crowd regions) go last, each to the
   part wanting the most images, so they too spread by the fractions;
 - a part left without any unit while another holds several (few units: every one went to the part
@@ -43,7 +44,7 @@ from typing import Optional, Sequence
 from maskrcnn.data.file_keys import file_key
 
 __all__ = ["assign_units", "check_fractions", "compile_group_by", "default_part_names", "group_keys",
-           "split_by_keys", "split_coco", "split_table", "written_file_keys"]
+           "split_by_keys", "split_coco", "split_table", "written_file_keys", "written_file_matches"]
 
 _TIE = 9  # decimals wants are compared at: f * n minus whole numbers leaves float noise (0.7*10-7 != 0)
 
@@ -200,21 +201,55 @@ def _fill_empty_parts(part: list, unit_classes: Sequence[Counter], unit_sizes: S
 
 
 def written_file_keys(file_names: Sequence[str]) -> list:
-    """The file each name stands for when the image folder is not known: ``file_key`` of the name, and
-    for an absolute path ('/data/img/a.png', 'C:\\data\\img\\a.png') or one with '..' ('../img/a.png')
-    the longest end of it (whole parts) that another record writes plainly ('a.png', 'img/a.png'): the
-    folder those are relative to is unknown, and two records of one file split apart are a leak, where
-    two files kept together only shift the fractions a little."""
+    """The file each name stands for when the image folder is not known: ``written_file_matches``'
+    keys."""
+    return written_file_matches(file_names)[0]
+
+
+def written_file_matches(file_names: Sequence[str]) -> tuple:
+    """(keys, joined, apart) for names whose image folder is not known. keys: ``file_key`` of each name,
+    and for an absolute path ('/data/img/a.png', 'C:\\data\\img\\a.png') or one with '..'
+    ('../img/a.png') the longest end of it (whole parts) that another record writes plainly ('a.png',
+    'img/a.png'): the folder those are relative to is unknown, and two records of one file split apart
+    are a leak, where two files kept together only shift the fractions a little. Not when two names of
+    one kind (two absolute paths, two '..' paths: ``_kind``) that differ end in one plain name
+    ('/d/a/x.png' and '/e/b/x.png', both 'x.png'): they are two pictures, at most one of them that file,
+    and joining them put different pictures in one unit called one file; each of the names ending there
+    keeps its own key. ('../img/x.png' and '/data/img/x.png' may be one file: joined.) joined: [(key, the
+    plain key it was taken for)] in file order, one per distinct key; apart: {plain key: [the keys
+    ending in it]}."""
     keys = [file_key(name) for name in file_names]
     plain = {k for k in keys if not _outside(k)}
-    out = []
+    ends: dict = {}  # an absolute or '..' key -> the plain key that is its longest end
     for key in keys:
-        if _outside(key):
+        if _outside(key) and key not in ends:
             parts = key.split("/")
-            key = next(("/".join(parts[k:]) for k in range(1, len(parts)) if "/".join(parts[k:]) in plain),
-                       key)
-        out.append(key)
-    return out
+            ends[key] = next(("/".join(parts[k:]) for k in range(1, len(parts))
+                              if "/".join(parts[k:]) in plain), None)
+    sharing: dict = {}  # plain key -> the distinct outside keys ending in it
+    for key, end in ends.items():
+        if end is not None:
+            sharing.setdefault(end, []).append(key)
+    apart = {end: outs for end, outs in sharing.items() if _two_files(outs)}
+    joined = [(key, end) for key, end in ends.items() if end is not None and end not in apart]
+    taken = dict(joined)
+    return [taken.get(key, key) for key in keys], joined, apart
+
+
+def _kind(key: str) -> str:
+    """Which way an absolute or '..' key names a file: two keys of one kind that differ are two files
+    (a drive path compared ignoring case, as Windows opens it)."""
+    return "/" if key.startswith("/") else "C:" if re.match(r"[A-Za-z]:/", key) else ".."
+
+
+def _two_files(keys: Sequence[str]) -> bool:
+    """Whether two of the distinct absolute or '..' ``keys`` are certainly two files: of one kind
+    (``_kind``) and different (a drive path compared ignoring case, as Windows opens it)."""
+    spellings: dict = {}  # kind -> the keys of that kind
+    for key in keys:
+        kind = _kind(key)
+        spellings.setdefault(kind, set()).add(key.lower() if kind == "C:" else key)
+    return any(len(keys) > 1 for keys in spellings.values())
 
 
 def _outside(key: str) -> bool:

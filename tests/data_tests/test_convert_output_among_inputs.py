@@ -217,3 +217,28 @@ def test_a_voc_or_cityscapes_file_of_the_folder_named_as_output_is_refused(tmp_p
     assert _convert(fmt, src, out, "--split", "train") == 1
     _refused(capsys, out, what=f"one of the source's {fmt} annotation files")
     assert out.read_bytes() == before
+
+
+def test_a_file_under_the_source_that_its_reader_does_not_read_is_no_refusal(tmp_path, capsys):
+    # the guard judged by folder and suffix: a notes.txt beside a VOC tree, a .txt/.yaml beside a YOLO
+    # YAML, a Cityscapes .json outside gtFine were refused though no reader reads them. Now only the files
+    # the reader read are refused, so these are written (a COCO file, status 0)
+    voc = _voc_tree(tmp_path / "voc")
+    cityscapes = _cityscapes_tree(tmp_path / "cityscapes")
+    yolo = _yolo(tmp_path / "y")
+    (yolo / "labels" / "val").mkdir()  # the split not converted: its labels are not read
+    (yolo / "labels" / "val" / "b.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    cases = [("voc", voc, voc / "notes.txt", ["--split", "train"]),
+             ("voc", voc, voc / "ImageSets" / "Segmentation" / "mine.txt", ["--split", "train"]),
+             ("cityscapes", cityscapes, cityscapes / "notes.json", ["--split", "train"]),
+             ("yolo", yolo / "data.yaml", yolo / "notes.txt", ["--boxes-as-masks"]),
+             ("yolo", yolo / "data.yaml", yolo / "other.yaml", ["--boxes-as-masks"]),
+             ("yolo", yolo / "data.yaml", yolo / "labels" / "val" / "b.txt", ["--boxes-as-masks"])]
+    for fmt, src, out, options in cases:
+        out.write_text("my own notes\n")
+        assert _convert(fmt, src, out, *options) == 0, (out, capsys.readouterr().err)
+        assert json.loads(out.read_text())["annotations"], out
+    # the split's list of names is read: still refused
+    listed = voc / "ImageSets" / "Segmentation" / "train.txt"
+    assert _convert("voc", voc, listed, "--split", "train") == 1
+    _refused(capsys, listed, what="one of the source's voc annotation files")

@@ -4,6 +4,7 @@ class), and split-data, which renumbers nothing, keeps them as written."""
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from maskrcnn.cli import main
@@ -97,3 +98,65 @@ def test_persons_of_a_source_without_keypoints_get_none_labelled_and_evaluate(tm
         ev.evaluate()
         ev.accumulate()
     assert ev.eval is not None
+
+
+def test_classes_without_keypoints_get_no_keypoint_fields_and_keypoint_ap_scores_as_before(tmp_path, recwarn):
+    """COCO's convention: keypoint fields only on the annotations of categories that have keypoints. A
+    keypoint evaluation names those categories (eval does, as COCO's own person_keypoints files hold
+    only them); pycocotools over every category stops on KeyError 'num_keypoints' for the source itself
+    as for the merged file, so the merge adds no field to the cars of either source, and the keypoint AP
+    of the merged file is the source's."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from maskrcnn.engine.evaluator import evaluate_results_file
+
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for name in ("k.png", "n.png"):
+        Image.new("RGB", (16, 16), (90, 0, 0)).save(folder / name)
+    kp = {"images": [{"id": 1, "file_name": "k.png", "height": 16, "width": 16}],
+          "annotations": [dict(_ann(1, 1, 1), keypoints=[4, 4, 2, 8, 8, 2], num_keypoints=2), _ann(2, 1, 2)],
+          "categories": [{"id": 1, "name": "person", "keypoints": ["a", "b"], "skeleton": [[1, 2]]},
+                         {"id": 2, "name": "car"}]}
+    cars = {"images": [{"id": 1, "file_name": "n.png", "height": 16, "width": 16}],
+            "annotations": [_ann(1, 1, 1)], "categories": [{"id": 1, "name": "car"}]}
+    for name, coco in (("kp", kp), ("cars", cars)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    out = tmp_path / "merged.json"
+    assert main(["merge-data", f"{tmp_path / 'kp.json'}:{folder}", f"{tmp_path / 'cars.json'}:{folder}",
+                 "--output", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    car = next(c["id"] for c in merged["categories"] if c["name"] == "car")
+    assert [("keypoints" in a, "num_keypoints" in a) for a in merged["annotations"]
+            if a["category_id"] == car] == [(False, False)] * 2
+    results = [{"image_id": 1, "category_id": 1, "keypoints": [4, 4, 1, 8, 8, 1], "score": 0.9,
+                "bbox": [2, 2, 8, 8]}]
+
+    def pycocotools_ap(gt_path, every_category):
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO(str(gt_path))
+            ev = COCOeval(gt, gt.loadRes([dict(r) for r in results]), "keypoints")
+            ev.params.kpt_oks_sigmas = np.array([0.1, 0.1])
+            if not every_category:
+                ev.params.catIds = [c["id"] for c in gt.dataset["categories"] if c.get("keypoints")]
+            try:
+                ev.evaluate()
+            except KeyError as e:
+                return f"KeyError {e}"
+            ev.accumulate()
+            ev.summarize()
+        return round(float(ev.stats[0]), 6)
+
+    for every_category in (False, True):  # the merge changes neither reading
+        assert pycocotools_ap(out, every_category) == pycocotools_ap(tmp_path / "kp.json", every_category)
+    assert pycocotools_ap(out, False) == 1.0
+    assert pycocotools_ap(out, True) == "KeyError 'num_keypoints'"  # not the merge's: the source's too
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    metrics = evaluate_results_file(out, tmp_path / "results.json", iou_types=["keypoints"],
+                                    keypoint_sigmas=[0.1, 0.1])  # eval: over the keypoint categories
+    assert metrics["keypoints"]["AP"] == pytest.approx(100.0)
+    assert list(metrics["keypoints"]["per_category"]) == ["person"]

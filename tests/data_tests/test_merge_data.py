@@ -390,6 +390,28 @@ def test_annotations_of_a_later_listing_of_a_file_are_counted_by_class(tmp_path,
     assert len(json.loads(out.read_text())["annotations"]) == 2
 
 
+def test_one_source_listing_a_file_twice_says_which_file_and_how_many_annotations_it_left_out(
+        tmp_path, capsys, recwarn):
+    """Within one file too (an export listing a picture once per task): the later record's annotations
+    are left out, said with the file, the count by class and in the source's line; the totals add up."""
+    _images(tmp_path / "imgs", ["x.png", "y.png"])
+    coco = {"images": [_img(1, "x.png"), _img(2, "./x.png"), _img(3, "y.png")],
+            "annotations": [_ann(1, 1, 1), _ann(2, 2, 2), _ann(3, 2, 2), _ann(4, 3, 1)],
+            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
+    (tmp_path / "a.json").write_text(json.dumps(coco))
+    out = tmp_path / "m.json"
+    assert main(["merge-data", f"{tmp_path / 'a.json'}:{tmp_path / 'imgs'}", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert ("a.json: 2 images, 2 annotations (cat 2); 1 duplicate image(s) (their 2 annotation(s) left out: "
+            "dog 2)") in printed
+    said = [str(w.message) for w in recwarn if "merged once" in str(w.message)]
+    assert len(said) == 1 and f"image id 2 ({tmp_path / 'imgs' / 'x.png'}) is the file of " in said[0]
+    assert said[0].endswith("a.json: image id 1; merged once with the first's annotations, its 2 "
+                            "annotation(s) left out (dog 2)")
+    merged = json.loads(out.read_text())
+    assert len(merged["images"]) + 1 == 3 and len(merged["annotations"]) + 2 == 4
+
+
 def test_licenses_are_carried_renumbered_and_image_license_ids_follow(tmp_path, recwarn):
     """p_datatools F3: the licenses were dropped while each image kept its 'license' id: two sites'
     license 1 (different licenses) became one dangling id."""

@@ -63,8 +63,13 @@ def test_split_data_keeps_every_spelling_of_a_file_in_one_part(tmp_path, capsys)
                     where.setdefault(os.path.realpath(folder / img["file_name"]), set()).add(p)
             assert all(len(ps) == 1 for ps in where.values()), (images, seed, where)
         said = capsys.readouterr().out
-        assert "2 image file(s) named by more than one image record" in said
-        assert "the records of each file are kept in one part" in said
+        if images:  # the real paths: one file each
+            assert "2 image file(s) named by more than one image record" in said
+            assert "the records of each file are kept in one part" in said
+        else:  # names only: said as the guess it is
+            assert ("2 absolute or '..' file_name(s) kept in one part with the record whose name is their "
+                    "end, taken for one file as the image folder is not known (e.g. ../img/p0.png with "
+                    "p0.png)") in said
 
 
 def test_show_data_draws_one_picture_with_the_union_of_its_objects(tmp_path, capsys, recwarn):
@@ -89,3 +94,32 @@ def test_part_names_alike_but_for_case_or_json_and_fractions_near_one(tmp_path, 
                  "--fractions", "0.333,0.333,0.333"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["x.json", "y.json", "z.json"]
     assert "scaled to sum to 1" in capsys.readouterr().out
+
+
+def test_names_that_end_alike_are_not_put_together_without_images(tmp_path, capsys):
+    """Two different absolute (or '..') names ending in one plain name ('/d/a/x.png', '/e/b/x.png' and
+    'x.png') were all one unit, said as "1 image file named by more than one image record": two
+    different pictures kept together as one file. Now an end several different such names share joins
+    none of them (at most one is that file; --images tells which), and the lines say what was done."""
+    from maskrcnn.data.split import written_file_matches
+
+    names = ["x.png", "/d/a/x.png", "/e/b/x.png", "a/y.png", "b/y.png", "../img/a/y.png", "z.png", "z.png"]
+    keys, joined, apart = written_file_matches(names)
+    assert keys == ["x.png", "/d/a/x.png", "/e/b/x.png", "a/y.png", "b/y.png", "a/y.png", "z.png", "z.png"]
+    assert joined == [("../img/a/y.png", "a/y.png")] and apart == {"x.png": ["/d/a/x.png", "/e/b/x.png"]}
+    # two '..' names that differ are two files too; one '..' and one absolute name may be one file, and a
+    # drive path in another case is the same path
+    assert written_file_matches(["x.png", "../a/x.png", "../b/x.png"])[0] == ["x.png", "../a/x.png",
+                                                                               "../b/x.png"]
+    assert written_file_matches(["x.png", "../i/x.png", "/d/i/x.png", "C:\\i\\x.png", "c:/I/x.png"])[0] == \
+        ["x.png"] * 5
+    images = [{"id": i + 1, "file_name": n, "height": 8, "width": 8} for i, n in enumerate(names)]
+    src = tmp_path / "all.json"
+    src.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "c"}]}))
+    assert main(["split-data", "--json", str(src), "--output-dir", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "1 image file(s) named by more than one image record (e.g. z.png: image ids 7, 8)" in out
+    assert ("1 absolute or '..' file_name(s) kept in one part with the record whose name is their end, "
+            "taken for one file as the image folder is not known (e.g. ../img/a/y.png with a/y.png)") in out
+    assert ("2 absolute or '..' file_name(s) left apart: different ones end in one name (e.g. /d/a/x.png, "
+            "/e/b/x.png end in x.png), at most one of them its file") in out

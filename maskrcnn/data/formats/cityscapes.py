@@ -201,7 +201,7 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     refused = None
     if ids_path.is_file():
         try:
-            ids = _read_ids_png(ids_path)
+            ids = _read_ids_png(report.reading(ids_path))
             if ids.shape != (height, width):  # Skip when of another shape than the image
                 resized_scale(report, builder.relative(ids_path), ids.shape, (height, width),
                               pixel_off=_RESAMPLED)
@@ -214,7 +214,7 @@ def _instance_ids(prefix: Path, height: int, width: int, *, builder: CocoBuilder
     if not json_path.is_file():
         raise Skip("missing_annotation", f"neither {ids_path.name} nor {json_path.name} in {prefix.parent}")
     where = builder.relative(json_path)
-    objects, drawn = _polygons_objects(json_path, height, width, where=where, report=report)
+    objects, drawn = _polygons_objects(report.reading(json_path), height, width, where=where, report=report)
     if refused is not None:  # said once the polygons are known to be usable
         report.warn(builder.relative(ids_path), f"{refused}; drawing the polygons instead")
     ids = _draw_polygons(objects, *drawn, where=where, report=report)

@@ -91,6 +91,15 @@ class Report:
         self.messages: list = []
         self._told: set = set()  # keys of the lines said once (``tell_once``)
         self._kinds: dict = {}  # kind -> [count, what they are] (``warn_few``)
+        # the annotation files the conversion read, as each reader opens them: an --output that is one
+        # of them is refused (``output_guard.check_read``) by the very files read, not by a folder and
+        # a suffix (a notes.txt beside a VOC tree is no VOC file)
+        self.read_files: list = []
+
+    def reading(self, path: Path) -> Path:
+        """``path``, recorded as a file the conversion reads (``read_files``)."""
+        self.read_files.append(Path(path))
+        return path
 
     def _print(self, text: str) -> None:
         self.messages.append(text)

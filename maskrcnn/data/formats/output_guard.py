@@ -4,10 +4,15 @@ An existing ``--output`` that is one of the source's annotation files (by any sp
 absolute, a symlink, a hard link, another case on a case-insensitive disk; the file's identity, not its
 name, decides) would be lost to the COCO file written at the end: the user's own labels under that name
 replaced, or, by a link or another spelling, the name taken from the file they are in (the write is
-atomic: it replaces the link, not its target). It is refused before anything is read or written. The
-formats that pick their files by suffix (YOLO, VOC, Cityscapes) are checked against the folders they read
-under: the folder SRC, a file SRC's folder and a YOLO YAML's ``path:`` root. The one exception is this
-command's own earlier output written into the source folder (a re-run): a COCO instances file
+atomic: it replaces the link, not its target). It is refused before anything is written.
+
+One mechanism for every format: each reader records the annotation files it reads on its ``Report``
+(``Report.reading``; ``read_files``), and ``check_read`` compares ``--output`` with exactly those once
+the source is read. A file the reader does not read (a ``notes.txt`` beside a VOC tree, another YAML
+beside a YOLO one, the labels of a split not converted) is no source file and may be the output. The
+formats that take a known list of files (LabelMe, VIA, Label Studio, CVAT) are also checked against it
+before reading: LabelMe writes embedded images as it reads, and this command's own earlier output
+written into the source folder (a re-run) must be left out before it is read: a COCO instances file
 (``images``, ``annotations`` and ``categories`` lists) is no LabelMe, VIA or Label Studio file, so it is
 told apart by its content and left out of the conversion with one line saying so, then replaced as any
 output is.
@@ -21,11 +26,6 @@ from typing import Iterable, Optional, Sequence
 
 from maskrcnn.data.json_values import read_json_file
 from maskrcnn.shell import shell_word
-
-# the formats whose readers pick their files by suffix under SRC (a label .txt, a VOC .xml, a Cityscapes
-# instanceIds .png or polygons .json): an output of one of these suffixes inside SRC may be read
-READ_SUFFIXES = {"yolo": (".yaml", ".yml", ".txt"), "voc": (".xml", ".txt", ".png"),
-                 "cityscapes": (".png", ".json")}
 
 
 def _stat(path: Path) -> Optional[os.stat_result]:
@@ -52,18 +52,6 @@ def is_coco_instances(path: Path) -> bool:
         return False
     return isinstance(data, dict) and all(isinstance(data.get(k), list)
                                           for k in ("images", "annotations", "categories"))
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    """Whether ``path`` lies under ``folder``, as spelt or once its links are followed (the folders are
-    compared by identity: ``..`` and another case spell the same one)."""
-    top = _stat(folder)
-    if top is None:
-        return False
-    for spelling in (Path(os.path.abspath(path)), Path(path).resolve()):
-        if any((s := _stat(p)) is not None and os.path.samestat(s, top) for p in spelling.parents):
-            return True
-    return False
 
 
 def suggested_output(src: Path) -> Path:
@@ -102,26 +90,9 @@ def drop_earlier_output(files: Sequence[Path], *, output: Path, src: Path, sourc
     raise ValueError(refusal(output, hits[0], src=src, source_format=source_format))
 
 
-def read_roots(src: Path, source_format: str) -> list:
-    """The folders the conversion of SRC reads its files under: the folder SRC (a file SRC: its folder),
-    and for YOLO the YAML's ``path:`` root as its reader resolves it."""
-    if source_format == "yolo":
-        from maskrcnn.data.formats.yolo import read_roots as yolo_roots
-
-        return yolo_roots(src)
-    return [Path(src) if Path(src).is_dir() else Path(src).parent]
-
-
-def check_by_suffix(output: Path, *, src: Path, source_format: str) -> None:
-    """ValueError when an existing ``output`` is SRC itself or lies under a folder the conversion reads
-    (``read_roots``) with a suffix the format reads there (a COCO file is none of those formats'
-    annotations: let through)."""
-    src = Path(src)
-    if src.is_file() and same_files(output, [src]):
-        raise ValueError(refusal(output, src, src=src, source_format=source_format))
-    suffixes = READ_SUFFIXES.get(source_format, ())
-    output = Path(os.path.normpath(output)) if _stat(output) is None else Path(output)
-    if (_stat(output) is not None and Path(output).suffix.lower() in suffixes
-            and any(_inside(output, root) for root in read_roots(src, source_format))
-            and not is_coco_instances(output)):
-        raise ValueError(refusal(output, Path(output), src=src, source_format=source_format))
+def check_read(output: Path, read: Iterable[Path], *, src: Path, source_format: str) -> None:
+    """ValueError when an existing ``output`` is one of the files the conversion ``read`` (the reader's
+    ``Report.read_files``): called once the source is read, before anything is written."""
+    hits = same_files(output, dict.fromkeys(read))  # a file read twice (a YAML and its list) stat'ed once
+    if hits:
+        raise ValueError(refusal(output, hits[0], src=src, source_format=source_format))

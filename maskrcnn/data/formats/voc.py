@@ -149,12 +149,14 @@ def _read_labelmap(path: Path) -> VocClasses:
     return VocClasses(names, colours, path.name)
 
 
-def _xml_names(root: Path) -> list:
+def _xml_names(root: Path, report: Optional[Report]) -> list:
     """The object names of a box-only tree's XMLs (every one, not a split's: the ids stay the same
     across splits), sorted; an XML that cannot be read gives none (it is named when converted)."""
     folder = root if is_flat_folder(root) else root / "Annotations"
     names = set()
     for path in folder.glob("*.xml"):
+        if report is not None:
+            report.reading(path)
         try:
             names.update(name for name, _, _ in read_objects(path) if name)
         except Skip:
@@ -172,9 +174,9 @@ def voc_classes(root: Path, classes: Optional[Sequence[str]] = None, *,
     root = Path(root)
     labelmap = root / "labelmap.txt"
     if classes is None and labelmap.is_file():
-        return _read_labelmap(labelmap)
+        return _read_labelmap(report.reading(labelmap) if report is not None else labelmap)
     if classes is None and (is_flat_folder(root) or has_boxes_only(root)):
-        found = _xml_names(root)
+        found = _xml_names(root, report)
         if found and not set(found) <= set(VOC_CLASSES):
             if report is not None:
                 report.tell(str(root), f"classes from the XMLs' <name>s (no --classes, no labelmap.txt): "
@@ -246,7 +248,7 @@ def _xml_objects(path: Path, *, report: Report, where: str) -> Optional[list]:
     if not path.is_file():
         return None
     try:
-        objects = read_objects(path)
+        objects = read_objects(report.reading(path))
     except Skip as e:
         report.warn(where, f"{e}; classes from SegmentationClass only, difficult flags unknown")
         return None
@@ -293,11 +295,11 @@ def _convert_image(name: str, image_path: Path, *, root: Path, classes: VocClass
     where = builder.relative(obj_path)
     size = image_size(image_path)  # (H, W) as read_image reads it
     orientation = _orientation(image_path)
-    ids, turned = _align(_read_indices(obj_path, _VOC_COLOURS, what="SegmentationObject"),
+    ids, turned = _align(_read_indices(report.reading(obj_path), _VOC_COLOURS, what="SegmentationObject"),
                          orientation=orientation, size=size, what="SegmentationObject", name=obj_path.name)
     labels = None
     if cls_path.is_file():
-        labels, _ = _align(_read_indices(cls_path, classes.colours, what="SegmentationClass"),
+        labels, _ = _align(_read_indices(report.reading(cls_path), classes.colours, what="SegmentationClass"),
                            orientation=orientation, size=size, what="SegmentationClass", name=cls_path.name)
     if turned:
         report.warn(where, f"the image has EXIF orientation {orientation} and is read turned; its masks "

@@ -75,7 +75,8 @@ def split_names(root: Path, split: Optional[str], *, sets: str, listed: str, suf
     path = folder / f"{split}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such split file (found: {', '.join(found[:8]) or 'none'})")
-    names = [line.split()[0] for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    text = report.reading(path).read_text(encoding="utf-8-sig")
+    names = [line.split()[0] for line in text.splitlines() if line.strip()]
     return f"ImageSets/{sets}/{split}.txt", names
 
 
@@ -154,7 +155,7 @@ def read_voc_boxes(root: Path, *, split: Optional[str], images: dict, builder: C
                 raise Skip("missing_image", f"no image {pictures}{name}.jpg")
             if not xml_path.is_file():
                 raise Skip("missing_annotation", f"no {xmls}{name}.xml")
-            objects, given = _read_xml(xml_path)
+            objects, given = _read_xml(report.reading(xml_path))
             (height, width), orientation = annotated_size(images[name], given)
             # a resized copy of the image drawn on: boxes scaled to it; of another shape: skipped
             scale = None if orientation is not None else \

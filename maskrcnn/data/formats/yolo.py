@@ -230,23 +230,8 @@ def _dataset_yaml(src: Path) -> Optional[Path]:
     return (preferred or yamls)[0] if yamls else None
 
 
-def read_roots(src: Path) -> list:
-    """The folders the conversion of SRC reads label files under, as ``find_dataset`` finds them: the
-    folder SRC (or the YAML's folder) and the YAML's ``path:`` root. The YAML's own problems are left
-    to the conversion to say: then only the first."""
-    src = Path(src)
-    roots = [src.parent if src.is_file() else src]
-    try:
-        path = src if src.is_file() else _dataset_yaml(src) if src.is_dir() else None
-        if path is not None:
-            roots.append(_yaml_root(path, _read_yaml(path)))
-    except (OSError, ValueError):
-        pass
-    return roots
-
-
 def _yaml_dataset(path: Path, split: str, report: Report) -> YoloDataset:
-    data = _read_yaml(path)
+    data = _read_yaml(report.reading(path))
     if data.get("kpt_shape") is not None:
         raise ValueError(f"{path}: a pose dataset ('kpt_shape'): its lines are boxes with keypoints, not "
                          "polygons; not converted")
@@ -272,7 +257,7 @@ def _yaml_dataset(path: Path, split: str, report: Report) -> YoloDataset:
 
             images.extend(list_images(source, recursive=True))
         elif source.is_file():
-            images.extend(_listed_images(source, root))
+            images.extend(_listed_images(report.reading(source), root))
         else:
             raise FileNotFoundError(f"{path}: '{key}': {source} not found")
     return YoloDataset(root=root, images=tuple(images), names=names, source=path.name)
@@ -334,7 +319,8 @@ def _folder_dataset(src: Path, split: Optional[str], report: Report) -> YoloData
     classes = _classes_file(src)
     if classes is not None:
         try:
-            lines = [line.strip() for line in classes_lines(classes.read_bytes().decode("utf-8-sig"))]
+            lines = [line.strip()
+                     for line in classes_lines(report.reading(classes).read_bytes().decode("utf-8-sig"))]
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"{classes}: cannot be read ({e})") from None
         source = str(classes.relative_to(src))
@@ -454,7 +440,7 @@ def _convert_image(image: Path, label: Path, *, label_of, builder: CocoBuilder, 
     (when given) are counted in ``left_out`` by (index, name), not reported one by one."""
     height, width = image_size(image)
     has_label = label.is_file()
-    lines = _read_label_lines(label) if has_label else []
+    lines = _read_label_lines(report.reading(label)) if has_label else []
     label_name = builder.relative(label)
     image_id = builder.add_image(image, height=height, width=width, source=label_name)
     if not has_label:
@@ -562,7 +548,8 @@ def _tell_orphan_labels(images: list, owners: dict, *, builder: CocoBuilder, rep
             if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in beside):
                 continue  # its image is there, in another split
             if not _holds_label_lines(text):
-                continue
+                continue  # a note or a list: only peeked at, no source file
+            report.reading(text)  # a label file, its lines told as left out below: the user's labels
             unread = f" ({beside[0].name} is not a format read)" if beside else ""
             orphans.append(f"{builder.relative(text)}{unread}")
     if orphans:
