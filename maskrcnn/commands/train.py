@@ -297,18 +297,21 @@ def _set_up(args, given: dict, *, config_said=None, caller="maskrcnn train"):
 
     data = dict(given)
     if args.resume:  # the data arguments left out: the run's (RUN_DIR/run.json)
-        data = resume_data_arguments(args.output, given, du.say_on_launch_rank0)
+        data = resume_data_arguments(args.output, given, du.say_on_launch_rank0, caller=caller)
     if not data["train_json"]:
-        raise ValueError("--train-json is required (the training set's COCO JSON)" + (
-            f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
+        raise ValueError(f"{option_word(caller, '--train-json')} is required (the training set's COCO JSON)"
+                         + (f"; {Path(args.output) / RUN_DATA} records no run's data to resume on"
+                            if args.resume else ""))
     # the train JSON read to choose its image folder: the training set takes it, not read twice; the
     # validation JSON not kept (held while the training set is built it would double the memory)
     parsed: dict = {}
-    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images",
+    train_images = option_word(caller, "--train-images")  # "train_images=" for maskrcnn.train()
+    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], train_images,
                                                 parsed=parsed)
     if data["val_json"]:
-        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images",
-                                                  also=(data["train_images"], "--train-images"))
+        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"],
+                                                  option_word(caller, "--val-images"),
+                                                  also=(data["train_images"], train_images))
     overrides = parse_set_args(args.set, word=option_word(caller, "--set"))
     if args.init:
         overrides["model.init_weights"] = args.init

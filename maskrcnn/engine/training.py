@@ -615,18 +615,18 @@ def follow_training_sizes(cfg, explicit: dict) -> tuple:
                  "others)"]
 
 
-def check_best_metric(cfg, *, has_val: bool) -> None:
+def check_best_metric(cfg, *, has_val: bool, caller: str = "build_training") -> None:
     """``solver.best_metric`` and early stopping against this model and data, before any training: a
     metric the model's evaluation cannot report (``segm/AP`` without masks) and early stopping without a
-    validation set are errors now, not at the first evaluation hours in."""
+    validation set are errors now, not at the first evaluation hours in. ``caller``: as ``caller_words``."""
     from maskrcnn.engine.best_model import resolve_metric, unavailable_metric_problem
     from maskrcnn.engine.inference import iou_types
 
     s = cfg.solver
     if s.early_stop_patience > 0 and not has_val:
         raise ValueError(f"solver.early_stop_patience {s.early_stop_patience} needs a validation set to "
-                         "evaluate on: give --val-json (and --val-images where its images are elsewhere; "
-                         "or set it to 0)")
+                         f"evaluate on: give {option_word(caller, '--val-json')} (and "
+                         f"{option_word(caller, '--val-images')} where its images are elsewhere; or set it to 0)")
     metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
     problem = metric and has_val and s.eval_period > 0 and unavailable_metric_problem(metric, iou_types(cfg))
     if problem:
@@ -735,7 +735,8 @@ def build_training(
 
     output = Path(output)
     if (val_json is None) != (val_images is None):
-        raise ValueError("--val-json and --val-images go together")
+        raise ValueError(f"{option_word(caller, '--val-json')} and {option_word(caller, '--val-images')} go "
+                         "together")
     # a checkpoint whose last_checkpoint pointer a kill prevented counts too: trainer.resume() loads it
     resuming = resume and bool(checkpoint_candidates(output))
     earlier = earlier_run_files(output)
@@ -935,7 +936,7 @@ def build_training(
 
     # the validation set is checked before anything is written into --output: a run refused here (its
     # images not found, say) leaves no config.yaml that would make its corrected retry "a training run"
-    check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
+    check_best_metric(cfg, has_val=val_json is not None, caller=caller)  # before the validation set is read
     evaluate_fn, best_metric, val_set = None, None, None  # None: as cfg.solver.best_metric resolves
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
@@ -943,7 +944,7 @@ def build_training(
         missing = val_set.skipped.get("missing_image_file", 0)
         if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
-                             "folder that holds them with --val-images")
+                             f"folder that holds them with {option_word(caller, '--val-images')}")
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
         # now, once, as for the training set; a validation file whose photos do not tell reads them as
         # the training file's showed its tool did (one tool annotated both, usually)
