@@ -142,8 +142,8 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         if config is not None:  # in the caller's words: Predictor's config= / overrides=, a command's options
             raise CheckpointError(
-                f"{path}: {written(word_beside(overrides_word, '--config'), config)} is for a bare state dict; "
-                f"this checkpoint holds its own config (change it with "
+                f"{path}: {written(word_beside(overrides_word, '--config'), config)} is for a bare state "
+                f"dict; this checkpoint holds its own config (change it with "
                 f"{set_item(overrides_word, 'KEY', None, shown='VALUE')})")
         ckpt, notes = checked_ours(path, obj, ema=ema, ema_how=ema_how_for(path))
         # refused here in the bare state dict's words, before a model is built (torch's text spans a line

@@ -626,7 +626,8 @@ def check_best_metric(cfg, *, has_val: bool, caller: str = "build_training") -> 
     if s.early_stop_patience > 0 and not has_val:
         raise ValueError(f"solver.early_stop_patience {s.early_stop_patience} needs a validation set to "
                          f"evaluate on: give {option_word(caller, '--val-json')} (and "
-                         f"{option_word(caller, '--val-images')} where its images are elsewhere; or set it to 0)")
+                         f"{option_word(caller, '--val-images')} where its images are elsewhere; or set it "
+                         "to 0)")
     metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
     problem = metric and has_val and s.eval_period > 0 and unavailable_metric_problem(metric, iou_types(cfg))
     if problem:
