@@ -221,7 +221,7 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
                 stop_at_set_up=False) -> dict:
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.trainer import StoppedBySignal
-    from maskrcnn.engine.training import unread_line
+    from maskrcnn.engine.training import unread_line, unread_run_line, unread_share
 
     # the setup is every process's alike (one config, one annotation file): its warnings and skipped
     # records are said by rank 0 alone; from the first iteration each process reads its own share
@@ -238,9 +238,9 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
                 print(line + share, flush=True)
             raise
         # every process got here (its stop shared): one line for the run, from rank 0, each image once (two
-        # processes may both have met it); the names each process holds anyway, a few bytes per bad file
-        shares = du.gather_objects(list(getattr(trainer, "unread_images", ())))
-        line = unread_line(dict.fromkeys(p for share in shares or () for p in share))
+        # processes may both have met it); each sends its count and the names the line shows, not them all
+        shares = du.gather_objects(unread_share(getattr(trainer, "unread_images", ())))
+        line = unread_run_line(shares) if shares is not None else ""
         if line:
             print(line, flush=True)
     except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal

@@ -431,15 +431,42 @@ def _noting_unread(batches, unread: dict):
         yield images, targets
 
 
-def unread_line(unread) -> str:
+UNREAD_LISTED = 10  # names of unread images the run's last line shows; the rest are counted
+
+
+def unread_line(unread, *, total=None, at_most: bool = False) -> str:
     """The training images that could not be read during the run, one line ("" when none): each was
-    warned about once as it failed, and a sample of another image trained in its place."""
+    warned about once as it failed, and a sample of another image trained in its place. ``total``: how
+    many there were when ``unread`` holds only some of them (``unread_run_line``); ``at_most``: that
+    count may hold an image twice (two processes met it, neither named it)."""
     paths = list(unread)
-    if not paths:
+    total = len(paths) if total is None else total
+    if not total:
         return ""
-    return (f"warning: {len(paths)} training image(s) could not be used (unreadable, or not the size their "
-            f"record gives) and were replaced by other images: "
-            f"{short_listing(paths, limit=10)}")
+    more = total - min(len(paths), UNREAD_LISTED)
+    listed = ", ".join(str(p) for p in paths[:UNREAD_LISTED]) + (f", ... ({more} more)" if more else "")
+    return (f"warning: {'up to ' if at_most else ''}{total} training image(s) could not be used "
+            f"(unreadable, or not the size their record gives) and were replaced by other images: {listed}")
+
+
+def unread_share(unread) -> tuple:
+    """What a process sends rank 0 for the run's unread-images line: (how many it met, the first
+    ``UNREAD_LISTED`` names): a run over a folder of broken files gathered every name of every process on
+    rank 0, to print ten of them."""
+    paths = list(unread)
+    return len(paths), paths[:UNREAD_LISTED]
+
+
+def unread_run_line(shares) -> str:
+    """The run's one unread-images line from every process's ``unread_share``: each image named once (two
+    processes may both have met it). Where every process sent all its names the count is exact; else the
+    names not sent are counted as each process met them, and the line says "up to" when more than one
+    process counted (an image two of them met and neither named counts twice)."""
+    shares = [(int(n), list(sent)) for n, sent in shares or ()]
+    named = list(dict.fromkeys(p for _, sent in shares for p in sent))
+    unsent = sum(n - len(sent) for n, sent in shares)
+    at_most = bool(unsent) and sum(1 for n, _ in shares if n) > 1
+    return unread_line(named, total=len(named) + unsent, at_most=at_most)
 
 
 def left_out_line(skipped: dict, kept: int, min_keypoints: int = 1) -> str:
