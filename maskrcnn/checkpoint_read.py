@@ -133,15 +133,18 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
     ``overrides_word``: how the refusal of a shape key names ``overrides`` ("overrides=", the commands'
     "--set"). ``CheckpointError`` naming the file otherwise."""
     from maskrcnn.checkpoint import not_ours_error
+    from maskrcnn.engine.caller_words import set_item, word_beside, written
     from maskrcnn.interop.weights import split_ema
     from maskrcnn.interop.wrappers import ema_copy, ema_note, inner_state_dict, no_ema_error
 
     path, ema = split_ema(str(spec))
     obj = read_checkpoint_object(path, map_location="cpu")
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        if config is not None:
-            raise CheckpointError(f"{path}: --config {config} is for a bare state dict; this checkpoint "
-                                  "holds its own config (change it with --set KEY=VALUE)")
+        if config is not None:  # in the caller's words: Predictor's config= / overrides=, a command's options
+            raise CheckpointError(
+                f"{path}: {written(word_beside(overrides_word, '--config'), config)} is for a bare state "
+                f"dict; this checkpoint holds its own config (change it with "
+                f"{set_item(overrides_word, 'KEY', None, shown='VALUE')})")
         ckpt, notes = checked_ours(path, obj, ema=ema, ema_how=ema_how_for(path))
         # refused here in the bare state dict's words, before a model is built (torch's text spans a line
         # per key); the caller applies the same overrides to the model it builds

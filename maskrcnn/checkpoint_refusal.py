@@ -25,8 +25,10 @@ pickle's opcodes (``pickletools.genops``): nothing is unpickled, nothing importe
 from __future__ import annotations
 
 import os
+import pickle
 import pickletools
 import re
+import struct
 import zipfile
 from typing import Optional
 
@@ -225,9 +227,11 @@ def damaged_pickle_message(path) -> Optional[str]:
     fault = _pickle_fault(path, strings)
     if fault is None:
         return None
-    reason, at_end, at = fault
+    reason, at_end, at, length_damage = fault
     size = os.path.getsize(path)
-    if at_end:  # the reader ran out of bytes mid-opcode (whatever genops' words for that opcode's kind)
+    if at_end and length_damage:  # out of bytes, but because a whole file's length field asks too much
+        what = f"a corrupt pickle: damaged at byte {at} of {size} ({length_damage})"
+    elif at_end:  # the reader ran out of bytes mid-opcode (whatever genops' words for that opcode's kind)
         what = f"a truncated or corrupt pickle (its data stops at byte {size}, before the pickle's end: a " \
                "cut-off download or copy)"
     else:  # unreadable bytes with more file after them: damage, not a cut; genops' words only in brackets
@@ -246,8 +250,9 @@ def damaged_pickle_message(path) -> Optional[str]:
 def _pickle_fault(path, strings: list) -> Optional[tuple]:
     """(why the pickle stream of ``path`` does not read to its STOP, in genops' words; whether the reading
     had used up the file when it failed: a cut, not damage; the offset of the opcode that could not be
-    read), None when it reads to its STOP or the file cannot be opened; the first ``_MAX_STRINGS``
-    strings read are appended to ``strings``."""
+    read; ``_length_damage``'s words when that opcode's length field, not a cut, ran it out of the file),
+    None when it reads to its STOP or the file cannot be opened; the first ``_MAX_STRINGS`` strings read
+    are appended to ``strings``."""
     try:
         f = open(path, "rb")
     except OSError:
@@ -255,6 +260,7 @@ def _pickle_fault(path, strings: list) -> Optional[tuple]:
     with f:
         size = os.fstat(f.fileno()).st_size
         at = 0  # where the next opcode starts: genops' error comes before it yields the opcode it failed on
+        frame = None  # (start, end) of the last FRAME (protocol 4+): the bytes it says it holds
         try:
             for op, arg, _pos in pickletools.genops(f):
                 if op.name in _STRING_OPS and isinstance(arg, str) and len(strings) < _MAX_STRINGS:
@@ -262,14 +268,50 @@ def _pickle_fault(path, strings: list) -> Optional[tuple]:
                 if op.name == "STOP":
                     return None
                 at = f.tell()
+                if op.name == "FRAME":
+                    frame = (at, at + arg)
         except MemoryError:  # not the file's fault: said as what it is
             raise
         except OSError:
             return None
         except Exception as e:  # noqa: BLE001 - genops' ValueError for a cut or unknown opcode, whatever it is
-            return str(e) or type(e).__name__, f.tell() >= size, at
+            at_end = f.tell() >= size
+            return (str(e) or type(e).__name__, at_end, at,
+                    _length_damage(f, at, size, frame) if at_end else None)
     # (genops raises first: a stream never ends otherwise)
-    return "pickle exhausted before seeing STOP", True, at
+    return "pickle exhausted before seeing STOP", True, at, None
+
+
+# how many bytes hold the length of each length-prefixed argument (pickletools' codes for them)
+_LENGTH_BYTES = {pickletools.TAKEN_FROM_ARGUMENT1: ("<B", 1), pickletools.TAKEN_FROM_ARGUMENT4: ("<i", 4),
+                 pickletools.TAKEN_FROM_ARGUMENT4U: ("<I", 4), pickletools.TAKEN_FROM_ARGUMENT8U: ("<Q", 8)}
+
+
+def _length_damage(f, at: int, size: int, frame) -> Optional[str]:
+    """Why the opcode at ``at`` of a file of ``size`` bytes ran the reader out of it though the file is
+    whole, or None when nothing says it is (a cut, then). Its length field asks for more than (1) the
+    frame it lies in, a frame whole in the file (protocol 4+: a cut cannot leave a frame whole and its
+    contents short), or (2) the whole file, which ends with STOP as a whole pickle does (a cut ending on
+    that one byte and inside a string longer than the file is left as a cut's chance of ~1/256 only
+    there)."""
+    f.seek(at)
+    op = pickletools.code2op.get(f.read(1).decode("latin-1"))
+    form = _LENGTH_BYTES.get(op.arg.n) if op is not None and op.arg is not None else None
+    if form is None:
+        return None
+    field = f.read(form[1])
+    if len(field) < form[1]:  # the length field itself cut: a cut
+        return None
+    asked = struct.unpack(form[0], field)[0]
+    end = at + 1 + form[1] + asked
+    if frame is not None and frame[0] <= at < frame[1] <= size and end > frame[1]:
+        return (f"its {op.name} asks for {asked} bytes, more than its frame holds, and the frame is whole in "
+                "the file: a damaged length field, not a cut")
+    f.seek(size - 1)
+    if asked > size and f.read(1) == pickle.STOP:
+        return (f"its {op.name} asks for {asked} bytes, more than the whole file holds, and the file ends as "
+                "a whole pickle does: a damaged length field, not a cut")
+    return None
 
 
 def _first_op(path) -> Optional[str]:

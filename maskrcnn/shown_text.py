@@ -1,13 +1,15 @@
 """User strings (class names, file names) as pictures, figures and text tables show them: one display
 form, one shortening rule, and matplotlib text drawn literally. The full strings stay in the JSON files.
 
-- ``display_name(name)``: a name with a control character (newline, tab, escape, ...), a line /
-  paragraph separator or a bidi control (U+202A-202E, U+2066-2069) is shown quoted with those
+- ``display_name(name)``: a name with a control character (newline, tab, escape, C1 controls, ...), a
+  line / paragraph separator, a bidi control (U+202A-202E, U+2066-2069), a lone surrogate or a
+  noncharacter (U+FFFE, U+FFFF, U+FDD0-FDEF, each plane's last two) is shown quoted with those
   characters and its backslashes escaped (``'a\\nb'``; a name typed with a backslash and an n is
   ``'a\\\\nb'`` there), as ``repr`` would (an empty name is ``''``): a newline drew a label on two
   lines and broke a table's row, a tab drew a missing-glyph box, a right-to-left override reversed the
-  score after the name. Other characters (CJK, emoji with their zero-width joiners, right-to-left
-  letters) are left as written.
+  score after the name, a U+FFFE printed as nothing or garbage (two files that could not be told apart
+  in a message; the XML refusals escaped it, the other messages did not). Other characters (CJK, emoji
+  with their zero-width joiners, right-to-left letters) are left as written.
 - ``shorten(text, max_width)``: at most ``max_width`` display columns (``text_width.display_width``: a
   CJK character is 2), cut with "…" at the end: a 300-character class name covered the overlay and
   hid the objects, cut the confusion matrix's tick labels and padded every table row to 376 columns.
@@ -27,8 +29,8 @@ import unicodedata
 
 from maskrcnn.text_width import display_width
 
-__all__ = ["NAME_COLUMNS", "display_name", "is_unshowable", "mpl_literal", "short_name", "shorten",
-           "with_shown"]
+__all__ = ["NAME_COLUMNS", "display_name", "is_noncharacter", "is_unshowable", "mpl_literal", "short_name",
+           "shorten", "with_shown"]
 
 NAME_COLUMNS = 40  # display columns of a name in a picture, a figure or a table row
 ELLIPSIS = "…"
@@ -41,17 +43,27 @@ _SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+def is_noncharacter(char: str) -> bool:
+    """Whether ``char`` is one of Unicode's 66 noncharacters (U+FDD0-FDEF, and U+FFFE / U+FFFF of each
+    plane): never meant to be shown, a terminal prints one as nothing or garbage. Exactly these, not every
+    code point unassigned in this Python's tables: a newer emoji is a character a newer font draws."""
+    code = ord(char)
+    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
+
+
 def _escape(char: str) -> str:
+    """``char`` as ``repr`` escapes it: \\n, \\x1b, \\u202e, \\U0001fffe."""
     if char in _SHORT_ESCAPES:
         return _SHORT_ESCAPES[char]
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def is_unshowable(char: str) -> bool:
-    """Whether ``display_name`` escapes ``char`` (a control, a lone surrogate, a line / paragraph
-    separator, a bidi control); ``overlay_paths.safe_file_name`` replaces the same characters."""
-    return char in _BIDI_CONTROLS or unicodedata.category(char) in _ESCAPED
+    """Whether ``display_name`` escapes ``char`` (a C0 / C1 control, a lone surrogate, a line / paragraph
+    separator, a bidi control, a noncharacter); ``overlay_paths.safe_file_name`` replaces the same
+    characters."""
+    return char in _BIDI_CONTROLS or is_noncharacter(char) or unicodedata.category(char) in _ESCAPED
 
 
 _escaped = is_unshowable

@@ -142,3 +142,37 @@ def test_with_shown_escapes_a_name_inside_a_message_and_leaves_the_rest():
     assert with_shown("d/a\nb.png: empty file", "d/a\nb.png") == "'d/a\\nb.png': empty file"
     assert with_shown("d/ok.png: empty file", "d/ok.png") == "d/ok.png: empty file"
     assert with_shown("text", None) == "text"
+
+
+def test_display_name_escapes_noncharacters_and_c1_controls_as_the_xml_refusals_do():
+    """U+FFFE printed raw in every message outside the XML refusals (nothing, or garbage, on a terminal):
+    the noncharacters are escaped as those refusals escape them, C1 controls and U+202E as before."""
+    from maskrcnn.data.pre_annotations.xml_text import shown_in_message
+
+    for name in ("a\ufffeb", "a\uffffb", "a\ufdd0b", "a\U0001fffeb", "a\x85b\x9b", "x\u202ey\ufffe.png"):
+        shown = display_name(name)
+        assert shown == "'" + repr(name)[1:-1] + "'" == shown_in_message(name), (name, shown)
+    assert display_name("a\ufffeb") == "'a\\ufffeb'"
+    assert display_name("a\U0001fffeb") == "'a\\U0001fffeb'"  # not "\u1fffe": read as U+1FFF and an e
+    for kept in ("a\ufffdb", "a\ufdcfb", "a\U0001fffdb"):  # the replacement character, letters beside
+        assert display_name(kept) == kept
+
+
+def test_a_file_named_with_u202e_and_ufffe_is_shown_escaped_in_the_datasets_refusal(tmp_path):
+    import json
+    import warnings
+
+    from maskrcnn.data.coco import CocoDataset
+
+    name = "x\u202ey\ufffe.png"
+    (tmp_path / name).write_bytes(b"not an image")
+    (tmp_path / "train.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": name, "width": 8, "height": 8}],
+        "categories": [{"id": 1, "name": "cat"}], "annotations": []}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = CocoDataset(json_path=tmp_path / "train.json", image_dir=tmp_path)
+        ds.check_image_files(threads=1)
+    said = " ".join(ds.problems)
+    assert ds.skipped.get("unreadable_image") == 1, ds.skipped
+    assert "x\\u202ey\\ufffe.png" in said and "\u202e" not in said and "\ufffe" not in said, said

@@ -221,7 +221,7 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
                 stop_at_set_up=False) -> dict:
     from maskrcnn.engine import distributed as du
     from maskrcnn.engine.trainer import StoppedBySignal
-    from maskrcnn.engine.training import unread_line
+    from maskrcnn.engine.training import unread_line, unread_run_line, unread_share
 
     # the setup is every process's alike (one config, one annotation file): its warnings and skipped
     # records are said by rank 0 alone; from the first iteration each process reads its own share
@@ -238,9 +238,9 @@ def _locked_run(args, given: dict, *, config_said=None, caller="maskrcnn train",
                 print(line + share, flush=True)
             raise
         # every process got here (its stop shared): one line for the run, from rank 0, each image once (two
-        # processes may both have met it); the names each process holds anyway, a few bytes per bad file
-        shares = du.gather_objects(list(getattr(trainer, "unread_images", ())))
-        line = unread_line(dict.fromkeys(p for share in shares or () for p in share))
+        # processes may both have met it); each sends its count and the names the line shows, not them all
+        shares = du.gather_objects(unread_share(getattr(trainer, "unread_images", ())))
+        line = unread_run_line(shares) if shares is not None else ""
         if line:
             print(line, flush=True)
     except StoppedBySignal as e:  # mid-iteration, its DataLoader workers ended by the same signal
@@ -297,18 +297,21 @@ def _set_up(args, given: dict, *, config_said=None, caller="maskrcnn train"):
 
     data = dict(given)
     if args.resume:  # the data arguments left out: the run's (RUN_DIR/run.json)
-        data = resume_data_arguments(args.output, given, du.say_on_launch_rank0)
+        data = resume_data_arguments(args.output, given, du.say_on_launch_rank0, caller=caller)
     if not data["train_json"]:
-        raise ValueError("--train-json is required (the training set's COCO JSON)" + (
-            f"; {Path(args.output) / RUN_DATA} records no run's data to resume on" if args.resume else ""))
+        raise ValueError(f"{option_word(caller, '--train-json')} is required (the training set's COCO JSON)"
+                         + (f"; {Path(args.output) / RUN_DATA} records no run's data to resume on"
+                            if args.resume else ""))
     # the train JSON read to choose its image folder: the training set takes it, not read twice; the
     # validation JSON not kept (held while the training set is built it would double the memory)
     parsed: dict = {}
-    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], "--train-images",
+    train_images = option_word(caller, "--train-images")  # "train_images=" for maskrcnn.train()
+    data["train_images"] = image_dir_or_default(data["train_images"], data["train_json"], train_images,
                                                 parsed=parsed)
     if data["val_json"]:
-        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"], "--val-images",
-                                                  also=(data["train_images"], "--train-images"))
+        data["val_images"] = image_dir_or_default(data["val_images"], data["val_json"],
+                                                  option_word(caller, "--val-images"),
+                                                  also=(data["train_images"], train_images))
     overrides = parse_set_args(args.set, word=option_word(caller, "--set"))
     if args.init:
         overrides["model.init_weights"] = args.init

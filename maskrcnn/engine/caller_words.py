@@ -13,7 +13,17 @@ API = "maskrcnn.train()"  # the library's caller; the others are commands (or bu
 
 # the command's option -> maskrcnn.train()'s keyword for it: the one place a line's option becomes a keyword
 KEYWORDS = {"--set": "set=", "--init": "init=", "--resume": "resume=True", "--output": "output=",
-            "--config": "config=", "--overwrite": "overwrite=True"}
+            "--config": "config=", "--overwrite": "overwrite=True", "--train-json": "train_json=",
+            "--train-images": "train_images=", "--val-json": "val_json=", "--val-images": "val_images="}
+
+# Predictor.from_checkpoint()'s (and inference_weights') keywords for the options its refusals name: the
+# commands that load weights (predict, eval, export) pass "--set" as its overrides' word, the library
+# "overrides="; a line names the other ways in as its caller does (``word_beside``)
+PREDICTOR_KEYWORDS = {"--set": "overrides=", "--config": "config="}
+
+# a caller known by the word it names its config changes with -> its keyword for each option (a word not
+# here, "--set", is a command's: its options stay)
+_BY_SET_WORD = {KEYWORDS["--set"]: KEYWORDS, PREDICTOR_KEYWORDS["--set"]: PREDICTOR_KEYWORDS}
 
 # callers without an --init option: their weights are the key itself (maskrcnn demo: its --set names it;
 # build_training: the Config's). Their resume lines keep the command's --init (option_word)
@@ -54,8 +64,7 @@ def init_word(caller: str) -> str:
 
 def given(caller: str, option: str, value) -> str:
     """``option`` given ``value`` as ``caller`` writes it: "--init W", or "init='W'"."""
-    word = option_word(caller, option)
-    return f"{word}{value!r}" if word != option else f"{option} {value}"
+    return written(option_word(caller, option), value)
 
 
 def new_run(caller: str, weights: str, folder: str = "ANOTHER_FOLDER") -> str:
@@ -63,6 +72,18 @@ def new_run(caller: str, weights: str, folder: str = "ANOTHER_FOLDER") -> str:
     "init='W', output='F'"."""
     sep = ", " if caller == API else " "
     return sep.join((given(caller, "--init", weights), given(caller, "--output", folder)))
+
+
+def word_beside(set_word: str, option: str) -> str:
+    """``option`` as named by the caller whose config changes are named ``set_word``: "--config" beside
+    "--set", "config=" beside "overrides=" (``Predictor.from_checkpoint``) or "set=" (``train()``)."""
+    return _BY_SET_WORD.get(set_word, {}).get(option, option)
+
+
+def written(word: str, value) -> str:
+    """``value`` given through ``word`` ("--config", or a keyword "config="): "--config r50_fpn", or
+    "config='r50_fpn'"."""
+    return f"{word} {value}" if word.startswith("--") else f"{word}{value!r}"
 
 
 def set_item(word: str, key: str, value, shown=None) -> str:

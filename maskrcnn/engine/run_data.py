@@ -27,6 +27,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from maskrcnn.engine.caller_words import option_word, written
+
 __all__ = ["RUN_DATA", "DATA_ARGUMENTS", "read_run_data", "record_run_data", "resume_data_arguments"]
 
 RUN_DATA = "run.json"
@@ -73,9 +75,10 @@ def record_run_data(output, *, given: dict, resolved: dict) -> dict:
     return record
 
 
-def read_run_data(output) -> dict:
+def read_run_data(output, *, caller: str = "maskrcnn train") -> dict:
     """{argument name: {"given", "path"}} from ``output/run.json``; {} when there is none (a run written
-    before it existed). A file that is not such a record is one error naming it."""
+    before it existed). A file that is not such a record is one error naming it (the ways out in
+    ``caller``'s words: ``caller_words``)."""
     path = Path(output) / RUN_DATA
     if not path.is_file():
         return {}
@@ -86,17 +89,22 @@ def read_run_data(output) -> dict:
             raise ValueError("not a {\"data\": {name: {\"given\", \"path\"}}} record")
     except (ValueError, AttributeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: unreadable record of the run's data ({e}); give the data arguments "
-                         "(--train-json, ...) with --resume") from None
+                         f"({option_word(caller, '--train-json')} ...) with {option_word(caller, '--resume')}"
+                         ) from None
     return {k: v for k, v in data.items() if k in DATA_ARGUMENTS}
 
 
-def resume_data_arguments(output, given: dict, say: Callable[[str], None]) -> dict:
+def resume_data_arguments(output, given: dict, say: Callable[[str], None], *,
+                          caller: str = "maskrcnn train") -> dict:
     """The data arguments a resume of ``output`` trains on: those ``given`` (None: left out) and, for
     the ones left out, the run's recorded paths. Says "data from the run: ..." for those taken, warns
     when one given differs from the run's, and raises ValueError naming recorded paths that are gone.
     An images folder is taken from the record only when its JSON is the run's too (another JSON's
-    images are found for it as on a new run)."""
-    recorded = read_run_data(output)
+    images are found for it as on a new run). ``caller``: whose words the lines use ("maskrcnn.train()":
+    its keywords, ``train_json=``, not the command's ``--train-json``; ``caller_words``)."""
+    recorded = read_run_data(output, caller=caller)
+    flag = {name: option_word(caller, option) for name, option in DATA_ARGUMENTS.items()}
+    resume = option_word(caller, "--resume")
     if not recorded:
         return dict(given)
     out, taken = dict(given), []
@@ -109,18 +117,18 @@ def resume_data_arguments(output, given: dict, say: Callable[[str], None]) -> di
             continue  # other data than the run's: its images are not the run's either
         out[name] = recorded[name]["path"]
         taken.append(name)
-    gone = [f"{recorded[n]['path']} ({DATA_ARGUMENTS[n]})" for n in taken if not os.path.exists(out[n])]
+    gone = [f"{recorded[n]['path']} ({flag[n]})" for n in taken if not os.path.exists(out[n])]
     if gone:
-        raise ValueError(f"--resume: the run's data ({Path(output) / RUN_DATA}) is not there any more: "
-                         f"{', '.join(gone)}; give its new place with {DATA_ARGUMENTS[taken[0]]} ...")
+        raise ValueError(f"{resume}: the run's data ({Path(output) / RUN_DATA}) is not there any more: "
+                         f"{', '.join(gone)}; give its new place with {flag[taken[0]]} ...")
     if taken:
         say(f"data from the run ({Path(output) / RUN_DATA}): "
-            + " ".join(f"{DATA_ARGUMENTS[n]} {out[n]}" for n in taken))
-    differing = [f"{DATA_ARGUMENTS[n]} {given[n]} (the run's: {recorded[n]['path']})" for n in DATA_ARGUMENTS
+            + " ".join(written(flag[n], out[n]) for n in taken))
+    differing = [f"{written(flag[n], given[n])} (the run's: {recorded[n]['path']})" for n in DATA_ARGUMENTS
                  if given.get(n) is not None and n in recorded
                  and not _same_path(given[n], recorded[n]["path"])]
     if differing:
-        say(f"warning: --resume on other data than the run's: {', '.join(differing)}; the resume is exact "
+        say(f"warning: {resume} on other data than the run's: {', '.join(differing)}; the resume is exact "
             "only on the run's data (other training data: the batches from now on differ from an "
             "uninterrupted run's; another validation set: its AP is not comparable with the best so far)")
     return out

@@ -421,6 +421,15 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.SGD:
     return torch.optim.SGD(param_groups, lr=s.lr, momentum=s.momentum, fused=fused or None)
 
 
+def _groups_text(groups) -> str:
+    """An optimizer's parameter groups as a resume's refusal names them: "4 tensors at weight decay 0.0001,
+    2 at 0", each group's size (the tensors trained: frozen ones are in none) and its weight decay; a saved
+    state's groups (``params``: indices) and a live optimizer's alike."""
+    parts = [f"{len(g['params'])} {'at' if i else 'tensors at weight decay'} {g.get('weight_decay', 0):g}"
+             for i, g in enumerate(groups)]
+    return ", ".join(parts) or "no groups"
+
+
 # ----------------------------------------------------------------------------------- RNG state
 
 
@@ -907,10 +916,12 @@ class Trainer:
                     for g in self.optimizer.param_groups]
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
-        except ValueError as e:  # groups of other sizes: the weight decays group the parameters otherwise
+        except ValueError:  # groups of other sizes: the weight decays group the parameters otherwise
+            theirs = _groups_text(ckpt["optimizer"].get("param_groups", ()))
             raise ValueError(
                 f"{self._resume}: the checkpoint's optimizer state does not fit this run's parameter "
-                f"groups ({e}); "
+                f"groups (the checkpoint's: {theirs}; this run's: "
+                f"{_groups_text(self.optimizer.param_groups)}): "
                 "solver.weight_decay, weight_decay_norm and weight_decay_bias group the parameters: keep "
                 f"the run's values, or start a new run with {init_word(self.caller)}") from None
         for group, kept in zip(self.optimizer.param_groups, settings):

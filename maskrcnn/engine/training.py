@@ -431,15 +431,42 @@ def _noting_unread(batches, unread: dict):
         yield images, targets
 
 
-def unread_line(unread) -> str:
+UNREAD_LISTED = 10  # names of unread images the run's last line shows; the rest are counted
+
+
+def unread_line(unread, *, total=None, at_most: bool = False) -> str:
     """The training images that could not be read during the run, one line ("" when none): each was
-    warned about once as it failed, and a sample of another image trained in its place."""
+    warned about once as it failed, and a sample of another image trained in its place. ``total``: how
+    many there were when ``unread`` holds only some of them (``unread_run_line``); ``at_most``: that
+    count may hold an image twice (two processes met it, neither named it)."""
     paths = list(unread)
-    if not paths:
+    total = len(paths) if total is None else total
+    if not total:
         return ""
-    return (f"warning: {len(paths)} training image(s) could not be used (unreadable, or not the size their "
-            f"record gives) and were replaced by other images: "
-            f"{short_listing(paths, limit=10)}")
+    more = total - min(len(paths), UNREAD_LISTED)
+    listed = ", ".join(str(p) for p in paths[:UNREAD_LISTED]) + (f", ... ({more} more)" if more else "")
+    return (f"warning: {'up to ' if at_most else ''}{total} training image(s) could not be used "
+            f"(unreadable, or not the size their record gives) and were replaced by other images: {listed}")
+
+
+def unread_share(unread) -> tuple:
+    """What a process sends rank 0 for the run's unread-images line: (how many it met, the first
+    ``UNREAD_LISTED`` names): a run over a folder of broken files gathered every name of every process on
+    rank 0, to print ten of them."""
+    paths = list(unread)
+    return len(paths), paths[:UNREAD_LISTED]
+
+
+def unread_run_line(shares) -> str:
+    """The run's one unread-images line from every process's ``unread_share``: each image named once (two
+    processes may both have met it). Where every process sent all its names the count is exact; else the
+    names not sent are counted as each process met them, and the line says "up to" when more than one
+    process counted (an image two of them met and neither named counts twice)."""
+    shares = [(int(n), list(sent)) for n, sent in shares or ()]
+    named = list(dict.fromkeys(p for _, sent in shares for p in sent))
+    unsent = sum(n - len(sent) for n, sent in shares)
+    at_most = bool(unsent) and sum(1 for n, _ in shares if n) > 1
+    return unread_line(named, total=len(named) + unsent, at_most=at_most)
 
 
 def left_out_line(skipped: dict, kept: int, min_keypoints: int = 1) -> str:
@@ -615,18 +642,19 @@ def follow_training_sizes(cfg, explicit: dict) -> tuple:
                  "others)"]
 
 
-def check_best_metric(cfg, *, has_val: bool) -> None:
+def check_best_metric(cfg, *, has_val: bool, caller: str = "build_training") -> None:
     """``solver.best_metric`` and early stopping against this model and data, before any training: a
     metric the model's evaluation cannot report (``segm/AP`` without masks) and early stopping without a
-    validation set are errors now, not at the first evaluation hours in."""
+    validation set are errors now, not at the first evaluation hours in. ``caller``: as ``caller_words``."""
     from maskrcnn.engine.best_model import resolve_metric, unavailable_metric_problem
     from maskrcnn.engine.inference import iou_types
 
     s = cfg.solver
     if s.early_stop_patience > 0 and not has_val:
         raise ValueError(f"solver.early_stop_patience {s.early_stop_patience} needs a validation set to "
-                         "evaluate on: give --val-json (and --val-images where its images are elsewhere; "
-                         "or set it to 0)")
+                         f"evaluate on: give {option_word(caller, '--val-json')} (and "
+                         f"{option_word(caller, '--val-images')} where its images are elsewhere; or set it "
+                         "to 0)")
     metric = resolve_metric(s.best_metric, mask_on=cfg.model.roi_heads.mask_on)
     problem = metric and has_val and s.eval_period > 0 and unavailable_metric_problem(metric, iou_types(cfg))
     if problem:
@@ -735,7 +763,8 @@ def build_training(
 
     output = Path(output)
     if (val_json is None) != (val_images is None):
-        raise ValueError("--val-json and --val-images go together")
+        raise ValueError(f"{option_word(caller, '--val-json')} and {option_word(caller, '--val-images')} go "
+                         "together")
     # a checkpoint whose last_checkpoint pointer a kill prevented counts too: trainer.resume() loads it
     resuming = resume and bool(checkpoint_candidates(output))
     earlier = earlier_run_files(output)
@@ -935,7 +964,7 @@ def build_training(
 
     # the validation set is checked before anything is written into --output: a run refused here (its
     # images not found, say) leaves no config.yaml that would make its corrected retry "a training run"
-    check_best_metric(cfg, has_val=val_json is not None)  # before the validation set is read
+    check_best_metric(cfg, has_val=val_json is not None, caller=caller)  # before the validation set is read
     evaluate_fn, best_metric, val_set = None, None, None  # None: as cfg.solver.best_metric resolves
     if val_json is not None:
         val_set = CocoDataset(json_path=val_json, image_dir=val_images, keypoints=rh.keypoint_on,
@@ -943,7 +972,7 @@ def build_training(
         missing = val_set.skipped.get("missing_image_file", 0)
         if len(val_set) == 0 and missing:  # else every evaluation "could evaluate none of its 0 images"
             raise ValueError(f"{val_json}: none of its {missing} image files is under {val_images}: give the "
-                             "folder that holds them with --val-images")
+                             f"folder that holds them with {option_word(caller, '--val-images')}")
         check_keypoint_count(cfg, val_set)  # now, not at the first evaluation hours in
         # now, once, as for the training set; a validation file whose photos do not tell reads them as
         # the training file's showed its tool did (one tool annotated both, usually)
