@@ -21,10 +21,12 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
 - An instance any of whose shapes has the attribute ``is_crowd`` true (``true`` / ``1``; the attribute
   CVAT's own COCO export reads) is written as a crowd region (RLE). ``z_order``, ``occluded`` and other
   attributes are not used: COCO instances may overlap.
-- ``polyline``, ``points``, ``cuboid``, ``skeleton`` (no area) and ``tag`` (an image label) are counted
-  in the notes and left out.
+- ``skeleton``: keypoint instances (``cvat_skeletons``: onto the region of its label in its group, else
+  boxed by its points), its label a category whose ``keypoints`` are its points.
+- ``polyline``, ``points``, ``cuboid`` (no area) and ``tag`` (an image label) are counted in the notes
+  and left out.
 - Categories (without ``--classes``): the labels ``<meta>`` lists (of the task, job or project; not
-  skeleton parts nor labels typed for shapes without area), numbered from 1 in the order it lists them
+  skeleton parts nor labels typed for other shapes without area), numbered from 1 in the order it lists them
   (a project's label order; ``predict --export cvat`` lists the model's classes in its order, so its
   file reads back in the model's class order, ids 1..K, a class without instances included), then the labels
   met that it does not list, sorted by name. So the train and val tasks of one project, exported and
