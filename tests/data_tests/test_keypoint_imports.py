@@ -132,25 +132,28 @@ def _kp(rid, name, x, y, parent=None):
 
 def test_labelstudio_keypoints_by_parent_id_and_by_the_smallest_region_holding_them(tmp_path, capsys):
     """A big and a small rectangle, the small inside the big. Keypoints with a parentID go to the region
-    it names, even inside the small one; without, to the smallest region holding them; one in no region
-    is left out and counted. Names in COCO's order (all are COCO's)."""
+    it names, even inside the small one; without, to the smallest region holding them that has no
+    keypoint of that name yet; one in no region, or whose name every region holding it has, is left out
+    and counted. Names in COCO's order (all are COCO's)."""
     big = _ls_result("big", "rectanglelabels", ["person"], x=0, y=0, width=50, height=100)
     small = _ls_result("small", "rectanglelabels", ["person"], x=25, y=50, width=25, height=50)
     src = _ls_file(tmp_path, [big, small,
                               _kp("k1", "right_eye", 30, 60, parent="big"),  # inside small; parent: big
-                              _kp("k2", "nose", 10, 25),  # big only
-                              _kp("k3", "nose", 40, 75),  # both: the smaller
-                              _kp("k4", "nose", 90, 10)])  # none: left out
+                              _kp("k2", "nose", 40, 75),  # in both: the smaller
+                              _kp("k3", "nose", 45, 90),  # in both, the smaller has a nose: the big
+                              _kp("k4", "nose", 30, 60),  # in both, each has a nose: left out
+                              _kp("k5", "nose", 90, 10)])  # in none: left out
     out = tmp_path / "o.json"
     assert main(["convert-data", "--from", "labelstudio", str(src), "--output", str(out)]) == 0
     err = capsys.readouterr().err
     coco = _read(out)
     assert coco["categories"][0]["keypoints"] == ["nose", "right_eye"]
     first, second = coco["annotations"]
-    # 10% of 48 = 4.8 px, 25% of 32 = 8 px: less half a pixel
-    assert first["keypoints"] == [4.3, 7.5, 2, 13.9, 18.7, 2] and first["bbox"] == [0.0, 0.0, 24.0, 32.0]
+    # 45% of 48 = 21.6 px, 90% of 32 = 28.8 px: less half a pixel
+    assert first["keypoints"] == [21.1, 28.3, 2, 13.9, 18.7, 2] and first["bbox"] == [0.0, 0.0, 24.0, 32.0]
     assert second["keypoints"] == [18.7, 23.5, 2, 0.0, 0.0, 0] and second["num_keypoints"] == 1
     assert "1 Label Studio keypoints in no region of their annotation (object unknown), left out" in err
+    assert "1 Label Studio keypoints of a name their region already holds, left out" in err
     dataset = CocoDataset(json_path=out, image_dir=tmp_path, keypoints=True)
     assert dataset.keypoint_names == ["nose", "right_eye"] and len(dataset) == 1
 

@@ -11,7 +11,8 @@ Which object a keypoint belongs to:
   that id in the same annotation; a ``parentID`` naming no region converted there leaves the keypoint
   out, counted;
 - else the rectangle, polygon, ellipse or brush region of the annotation that contains it; in several,
-  the smallest (by area: a hand inside a person); in none, it is left out and counted (its class is
+  the smallest (by area: a hand inside a person) that holds no keypoint of its name yet (two people
+  overlapping), in the order the results come; in none, it is left out and counted (its class is
   unknown: keypoints name parts, not objects).
 
 The region's instance gets the keypoints (its box and mask stay the region's), its category the names
@@ -106,7 +107,10 @@ def add_task_keypoints(builder: CocoBuilder, keypoints: list, regions: list, *, 
             if not holding:
                 report.note(OUTSIDE_REGIONS)
                 continue
-            ann = min(holding, key=lambda a: a["area"])  # the smallest: a hand's box inside a person's
+            # the smallest (a hand's box inside a person's) that has no keypoint of this name yet: where
+            # two people overlap, the one whose nose is placed already is not this nose's
+            holding.sort(key=lambda a: a["area"])
+            ann = next((a for a in holding if label not in placed.get(id(a), (a, {}))[1]), holding[0])
         points = placed.setdefault(id(ann), (ann, {}))[1]
         if label in points:
             report.note(_TWICE)
