@@ -167,3 +167,19 @@ def test_labelstudio_keypoint_only_file_refusal_says_what_it_holds(tmp_path, cap
     assert ("what it holds is not imported: 2 Label Studio keypoints in no region of their annotation "
             "(object unknown), left out; to import keypoints, draw a rectangle or polygon") in err
     assert "hold no object" not in err
+
+
+def test_labelstudio_json_min_keypoints_go_to_the_region_holding_them(tmp_path, capsys):
+    """JSON-MIN keeps no ids nor parentID: a keypoint is the region's that holds it."""
+    _png(tmp_path / "a.png")
+    records = [{"image": "/data/upload/1/a.png", "id": 1, "annotation_id": 1,
+                "label": [{"x": 50, "y": 0, "width": 50, "height": 50, "rectanglelabels": ["person"],
+                           "original_width": W, "original_height": H}],
+                "kp": [{"x": 75, "y": 25, "width": 0.5, "keypointlabels": ["tail"],
+                        "original_width": W, "original_height": H}]}]
+    (tmp_path / "min.json").write_text(json.dumps(records), encoding="utf-8")
+    src, out = tmp_path / "min.json", tmp_path / "o.json"
+    assert main(["convert-data", "--from", "labelstudio", str(src), "--output", str(out)]) == 0
+    coco = _read(out)
+    assert coco["categories"] == [{"id": 1, "name": "person", "keypoints": ["tail"], "skeleton": []}]
+    assert coco["annotations"][0]["keypoints"] == [35.5, 7.5, 2]  # 75% of 48, 25% of 32, less 0.5
