@@ -274,6 +274,7 @@ def _convert(args, out: Path, report):
 
 def run(args) -> int:
     from maskrcnn.data.formats.common import Report, warn_label_case, write_json
+    from maskrcnn.data.formats.left_out import left_out_line
     from maskrcnn.data.formats.output_guard import check_read
     from maskrcnn.io_utils import check_output_dir, check_output_file
 
@@ -300,7 +301,9 @@ def run(args) -> int:
     if not coco["annotations"]:
         # no object (every one skipped: an unknown class, a wrong --classes; or none drawn): a dataset
         # without instances trains and scores nothing, so it is a failure, never a file written with status 0
-        why = "see the problems above" if report.skipped else "the annotations hold no object"
+        # what the file held that is not imported (a keypoint-only file) is said, not "no object"
+        found = ["see the problems above" if report.skipped else None, left_out_line(report)]
+        why = "; ".join(x for x in found if x) or "the annotations hold no object"
         raise ValueError(f"{args.src}: {len(coco['images'])} image(s) but no instance could be converted "
                          f"({why}); nothing written")
     write_json(out, coco)

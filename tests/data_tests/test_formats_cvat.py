@@ -298,7 +298,8 @@ def test_cvat_source_and_options(tmp_path, capsys):
 def test_cvat_splits_exported_apart_number_the_classes_of_meta_alike(tmp_path, capsys):
     """The train and val tasks of a project list the same labels in <meta>; val has no 'chien'. The
     categories were the labels met, so val numbered 'chat' 1 and 'personne' 2 where train had 'chien'
-    2 and 'personne' 3. Skeleton parts and labels for shapes without area are no categories."""
+    2 and 'personne' 3. A skeleton label is a category (its skeletons are keypoint instances); its points
+    and labels for other shapes without area are none."""
     labels = ("<label><name>chat</name><type>any</type></label><label><name>chien</name><type>polygon</type>"
               "</label><label><name>personne</name><type>rectangle</type><attributes><attribute><name>is_crowd"
               "</name></attribute></attributes></label><label><name>pose</name><type>skeleton</type></label>"
@@ -320,7 +321,7 @@ def test_cvat_splits_exported_apart_number_the_classes_of_meta_alike(tmp_path, c
         ids[split] = {c["name"]: c["id"] for c in coco["categories"]}
         names = {c["id"]: c["name"] for c in coco["categories"]}
         assert [names[a["category_id"]] for a in coco["annotations"]] == [b.split('"')[1] for b in boxes]
-    assert ids["train"] == ids["val"] == {"chat": 1, "chien": 2, "personne": 3}
+    assert ids["train"] == ids["val"] == {"chat": 1, "chien": 2, "personne": 3, "pose": 4}
     assert "chien 0, personne 1" in capsys.readouterr().out
 
 

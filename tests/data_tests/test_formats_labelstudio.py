@@ -175,7 +175,7 @@ def _tree(tmp_path):
               ([rect], True, False),  # cancelled
               ([_result("rectanglelabels", ["dog"], x=0, y=0, width=10, height=10)], False, False),
               ([polygon, rect, turned, ellipse, brush,
-                _result("keypointlabels", ["nose"], x=10, y=10, width=0.5),
+                _result("keypointlabels", ["nose"], x=10, y=20, width=0.5),  # inside the cat polygon
                 {"id": "c1", "type": "choices", "value": {"choices": ["indoor"]}, "from_name": "scene"},
                 _result("polygonlabels", [], points=[[1, 1], [9, 1], [9, 9]]),
                 _result("polygonlabels", ["cat", "dog"], points=[[1, 1], [9, 1], [9, 9]]),
@@ -245,13 +245,16 @@ def test_labelstudio_json_export(tmp_path, capsys):
         "export.json: task 9: the task has no annotation",
         "export.json: tasks[9]: a task must be a JSON object, not str",
         "notes: 2 cancelled annotations left out, 1 choices results (not regions) left out, 1 images resized "
-        "since they were annotated: shapes scaled to them, 1 keypoints left out, 1 results without labels "
-        "left out, 2 tasks with several annotations",
+        "since they were annotated: shapes scaled to them, 1 results without labels left out, 2 tasks with "
+        "several annotations",
         "skipped 10 record(s): 1 ambiguous_label, 1 bad_coordinates, 1 bad_rle, 1 bad_task, 1 cancelled, "
         "1 image_rotation, 1 missing_image, 1 no_image, 1 only_predictions, 1 unannotated",
     ):
         assert line in err, line
     assert "Traceback" not in err
+    # the keypoint is the cat polygon's that holds it: (4, 6) px, less half a pixel (a pixel index)
+    assert coco["annotations"][0]["keypoints"] == [3.5, 5.5, 2]
+    assert coco["categories"][0]["keypoints"] == ["nose"]
 
     # Training reads it: nothing skipped, the brush mask pixel for pixel, the turned box as drawn.
     dataset = CocoDataset(json_path=out, image_dir=root)
@@ -294,7 +297,8 @@ def test_labelstudio_json_min_export_and_images_folder(tmp_path, capsys):
     assert [(a["category_id"], a["bbox"], a["area"]) for a in coco["annotations"]] == [
         (2, [2.0, 3.0, 10.0, 6.0], 60), (1, [20.0, 15.0, 10.0, 6.0], 60), (1, [1.0, 1.0, 5.0, 3.0], 15)]
     assert "min.json: task 12 rect[0]: label 'bird' is not one of the classes ['cat', 'dog']" in err
-    assert "1 keypoints left out" in err and "1 tasks with several annotations" in err
+    assert "1 Label Studio keypoints in no region of their annotation (object unknown), left out" in err
+    assert "1 tasks with several annotations" in err
     assert "skipped 1 record(s): 1 unknown_label" in err
     dataset = CocoDataset(json_path=out, image_dir=images)
     assert dataset.skipped == {} and len(dataset) == 2

@@ -476,6 +476,9 @@ class CocoBuilder:
         self._sources: dict = {}  # file_name -> the annotation file it came from
         self._declared: dict = {}  # labels the export lists, in order, with or without instances
         self.recomposed: set = set()  # labels as written, not composed (NFC)
+        # label -> fields its category carries besides id and name (a keypoint set: ``keypoints``,
+        # ``skeleton``; ``keypoint_instances``)
+        self.category_fields: dict = {}
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the root, '/'-separated (``..`` when outside it)."""
@@ -597,8 +600,10 @@ class CocoBuilder:
 
     def to_dict(self) -> dict:
         ids = self.category_ids()
-        anns = [{**{k: v for k, v in a.items() if k != "_label"}, "category_id": ids[a["_label"]]}
+        # keys starting with "_" are the builder's own (the label; a reader's points not yet laid out)
+        anns = [{**{k: v for k, v in a.items() if not k.startswith("_")}, "category_id": ids[a["_label"]]}
                 for a in self.annotations]
-        cats = [{"id": cid, "name": name} for name, cid in sorted(ids.items(), key=lambda kv: kv[1])]
+        cats = [{"id": cid, "name": name, **self.category_fields.get(name, {})}
+                for name, cid in sorted(ids.items(), key=lambda kv: kv[1])]
         return {"info": {"description": self.description}, "images": list(self.images),
                 "annotations": anns, "categories": cats}

@@ -21,10 +21,12 @@ which lack only meta fields and the images' sizes, are read the same way.) What 
 - An instance any of whose shapes has the attribute ``is_crowd`` true (``true`` / ``1``; the attribute
   CVAT's own COCO export reads) is written as a crowd region (RLE). ``z_order``, ``occluded`` and other
   attributes are not used: COCO instances may overlap.
-- ``polyline``, ``points``, ``cuboid``, ``skeleton`` (no area) and ``tag`` (an image label) are counted
-  in the notes and left out.
+- ``skeleton``: keypoint instances (``cvat_skeletons``: onto the region of its label in its group, else
+  boxed by its points), its label a category whose ``keypoints`` are its points.
+- ``polyline``, ``points``, ``cuboid`` (no area) and ``tag`` (an image label) are counted in the notes
+  and left out.
 - Categories (without ``--classes``): the labels ``<meta>`` lists (of the task, job or project; not
-  skeleton parts nor labels typed for shapes without area), numbered from 1 in the order it lists them
+  skeleton parts nor labels typed for other shapes without area), numbered from 1 in the order it lists them
   (a project's label order; ``predict --export cvat`` lists the model's classes in its order, so its
   file reads back in the model's class order, ids 1..K, a class without instances included), then the labels
   met that it does not list, sorted by name. So the train and val tasks of one project, exported and
@@ -82,6 +84,7 @@ from maskrcnn.data.formats.common import (
     unicode_form_match,
     usable_recorded_folder,
 )
+from maskrcnn.data.formats.cvat_skeletons import add_skeleton, declare_skeletons, declared_skeletons, layer
 from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
 from maskrcnn.data.formats.geometry import (
     ellipse_points,
@@ -91,6 +94,8 @@ from maskrcnn.data.formats.geometry import (
     to_coco_polygon,
     turn_region,
 )
+from maskrcnn.data.formats.keypoint_instances import finish_keypoints
+from maskrcnn.data.unicode_names import nfc
 
 __all__ = ["ANNOTATIONS_FILE", "IMAGES_COMMENT", "cvat_file", "declared_labels", "decode_cvat_rle",
            "read_cvat", "recorded_images_folder"]
@@ -100,7 +105,8 @@ ANNOTATIONS_FILE = "annotations.xml"
 # the XML file's folder; the image names are relative to it
 IMAGES_COMMENT = "<!-- maskrcnn images folder: {} -->"
 _IMAGES_COMMENT = re.compile(r"<!-- maskrcnn images folder: (.*?) -->")
-_NO_AREA = ("polyline", "points", "cuboid", "skeleton")
+_NO_AREA = ("polyline", "points", "cuboid")
+_NO_LABEL_KINDS = _NO_AREA + ("tag",)  # label types that are no class of the COCO file
 # CVAT saves a video's frames as <name>.PNG (JPEG ones with the task's image quality setting)
 _VIDEO_FRAME_EXTENSIONS = (".PNG", ".png", ".jpg", ".JPG", ".jpeg", ".JPEG")
 _TRUE = ("true", "1", "yes")
@@ -320,11 +326,14 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
     else:  # drawn on the stored pixels: shapes are cut to those, then turned with the image
         stored_pixels_told(report, where, given, (height, width), orientation)
     nested = 0
-
+    skeletons = []  # (index, element): laid onto the instances once those are built
     instances: dict = {}  # (label, group) -> (shape indices, regions, crowd), in order of first shape
     for i, shape in enumerate(el):
         if shape.tag == "tag":
             report.note("CVAT tags (image labels) left out")
+            continue
+        if shape.tag == "skeleton":
+            skeletons.append((i, shape))
             continue
         if shape.tag in _NO_AREA:
             report.note(f"CVAT {shape.tag} shapes left out (no area)")
@@ -350,11 +359,26 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
         indices.append(i)
         regions.append(region)
         crowd.append(_is_crowd(shape))
-    for (label, _), (indices, regions, crowd) in instances.items():
+    grouped: dict = {}  # (label, group_id) -> the instance of that group's regions, for its skeleton
+    loose: set = set()  # labels of the ungrouped regions
+    for (label, (kind, group)), (indices, regions, crowd) in instances.items():
         try:
-            builder.add_regions(image_id, label, regions, iscrowd=any(crowd))
+            ann = builder.add_regions(image_id, label, regions, iscrowd=any(crowd))
         except Skip as e:
             report.skip(f"{where}: shapes {indices} (label {label!r})", e)
+            continue
+        if kind == "group":
+            grouped[(ann["_label"], group)] = ann
+        else:
+            loose.add(ann["_label"])
+    to_image = layer(scale=scale, orientation=orientation, given=given)
+    for i, shape in skeletons:
+        label = stripped_label(shape.get("label"), report=report, where=xml_name)
+        try:
+            add_skeleton(builder, image_id, shape, builder.check_label(label), grouped=grouped, loose=loose,
+                         report=report, to_image=to_image, where=where)
+        except Skip as e:
+            report.skip(f"{where}: shape [{i}] <skeleton> (label {label!r})", e)
     return nested
 
 
@@ -403,7 +427,8 @@ def declared_labels(root: ET.Element) -> list:
     for label in meta.iter("label") if meta is not None else ():
         name = (label.findtext("name") or "").strip()
         kind = (label.findtext("type") or "any").strip()
-        if name and not (label.findtext("parent") or "").strip() and kind not in _NO_AREA + ("tag",):
+        # a skeleton is a class (its instances carry keypoints: ``cvat_skeletons``); its points are not
+        if name and not (label.findtext("parent") or "").strip() and kind not in _NO_LABEL_KINDS:
             names.append(name)
     return names
 
@@ -473,10 +498,14 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     declared = declared_labels(root)
     builder.declare(declared)
     _tell_label_order(declared, report=report, where=xml_name)
+    skeletons = declared_skeletons(root)
+    declare_skeletons(builder, skeletons)
     listings: dict = {}  # folders read for names stored in another Unicode form (common.unicode_form_match)
     nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots,
                                 listings=listings)
                  for index, el in enumerate(images))
+    finish_keypoints(builder, report=report, where=xml_name,
+                     declared={nfc(name) for name, (points, _) in skeletons.items() if points})
     if nested:  # once per file: one line per shape would bury the problems
         report.warn(xml_name, f"{nested} element(s) nested inside shapes ignored (a shape holds only "
                               "<attribute> elements; its geometry is in its own attributes)")

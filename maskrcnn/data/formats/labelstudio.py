@@ -74,10 +74,12 @@ Rules:
   without instances included: the file reads back in the model's class order (ids 1..K; the model's own
   category ids only when they are 1..K without gaps). Label Studio's
   labelling config is not part of its exports; ``--classes`` fixes the order of any other file.
+- ``keypointlabels`` results: the keypoints of the region their ``parentID`` names, else of the region
+  that contains them (``labelstudio_keypoints``: the instance gets COCO ``keypoints``).
 - Left out and counted in the notes: results without labels, classification and text results (choices,
-  textarea, rating, ...), keypoints, relations. Skipped as errors: a result on an image Label Studio
-  showed turned (``image_rotation`` not 0: its coordinates are of the turned view, not the file), a
-  brush whose RLE is corrupt, unknown shapes.
+  textarea, rating, ...), keypoints that belong to no region, relations. Skipped as errors: a result on
+  an image Label Studio showed turned (``image_rotation`` not 0: its coordinates are of the turned view,
+  not the file), a brush whose RLE is corrupt, unknown shapes.
 An annotated task with no region left is kept as an image without instances (a negative example).
 """
 
@@ -111,6 +113,8 @@ from maskrcnn.data.formats.common import (
     usable_recorded_folder,
 )
 from maskrcnn.data.formats.geometry import as_points, ellipse_points, numbers, scale_region, to_coco_polygon
+from maskrcnn.data.formats.keypoint_instances import finish_keypoints
+from maskrcnn.data.formats.labelstudio_keypoints import add_task_keypoints
 from maskrcnn.data.formats.labelstudio_rle import decode_brush_mask
 from maskrcnn.data.unicode_names import nfc
 
@@ -466,16 +470,15 @@ def _judge_size(report: Report, where: str, given: tuple, image_path: Path, show
 
 
 def _add_region(builder: CocoBuilder, image_id: int, kind: str, value: dict, label: str, *, height: int,
-                width: int, verdict: Optional[tuple] = None) -> None:
-    """One shape result onto the image (``height`` x ``width``); ``verdict``: ``_judge_size``'s for a
-    result whose size is not the image file's, None otherwise."""
+                width: int, verdict: Optional[tuple] = None) -> dict:
+    """One shape result onto the image (``height`` x ``width``), its instance returned; ``verdict``:
+    ``_judge_size``'s for a result whose size is not the image file's, None otherwise."""
     if kind == "brush":
         if value.get("format", "rle") != "rle":
             raise Skip("unsupported_shape", f"brush format {value.get('format')!r} is not converted "
                                             "(only rle)")
         if verdict is None:
-            builder.add_mask(image_id, label, decode_brush_mask(value.get("rle"), height, width))
-            return
+            return builder.add_mask(image_id, label, decode_brush_mask(value.get("rle"), height, width))
         how, scale = verdict
         h, w = int(value["original_height"]), int(value["original_width"])
         if how == "stored" or (h, w) != (value["original_height"], value["original_width"]):
@@ -485,11 +488,10 @@ def _add_region(builder: CocoBuilder, image_id: int, kind: str, value: dict, lab
                                    f"image {width}x{height}{why}")
         # a mask of the size the result gives, resampled to the image as every converter scales masks
         mask = decode_brush_mask(value.get("rle"), h, w)
-        builder.add_regions(image_id, label, [scale_region(MaskPatch(0, 0, mask), scale=scale, width=width,
-                                                           height=height)])
-        return
+        return builder.add_regions(image_id, label, [scale_region(MaskPatch(0, 0, mask), scale=scale,
+                                                                  width=width, height=height)])
     polygon = to_coco_polygon(_points(kind, value, width, height), width, height)
-    builder.add_polygons(image_id, label, [polygon])
+    return builder.add_polygons(image_id, label, [polygon])
 
 
 class _Task:
@@ -614,8 +616,10 @@ def _result_regions(results: list, report: Report) -> list:
         value = {**r["value"], **{k: r[k] for k in ("original_width", "original_height", "image_rotation")
                                   if k in r}}
         kind = r.get("type")
-        if kind in _POINT_TYPES:
-            report.note("keypoints left out")
+        if isinstance(r.get("id"), (str, int)):  # the region a keypoint's parentID names
+            value["_rid"] = r["id"]
+        if kind in _POINT_TYPES:  # laid onto the regions once those are converted (labelstudio_keypoints)
+            regions.append((where, kind, {**value, "_parent": r.get("parentID")}, i))
         elif kind in _SHAPE_TYPES:
             shape = shapes.get(r.get("id"))
             if _region_kind(kind, value) is None and shape is not None:
@@ -692,8 +696,8 @@ def _min_task(item: dict, key: str, report: Report) -> _Task:
         if not any(_has_labels_key(v) for v in value):
             continue  # a list of something else among the task's data fields
         for i, v in enumerate(value):
-            if "keypointlabels" in v:
-                report.note("keypoints left out")
+            if "keypointlabels" in v:  # no id in JSON-MIN: laid onto the region that contains it
+                regions.append((f"{field}[{i}]", "keypointlabels", v, i))
                 continue
             # Several label controls on one region: JSON-MIN lists it under each control's name, with the
             # same geometry (no region id is kept); its labels are joined, as for the full export.
@@ -718,14 +722,15 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
     height, width = image_size(image_path)
     image_id = builder.add_image(image_path, height=height, width=width, source=source)
     judged: dict = {}  # (W, H) the results give -> ``_judge_size``'s verdict
+    keypoints, converted = [], []  # keypoint results; (result id, instance) of the regions converted
     for name, result_type, value in task.regions:
         try:
             if not isinstance(value, dict):
                 raise Skip("bad_result", "a result must be a JSON object with a 'value' object")
             labels = _labels(value, result_type)
             kind = _region_kind(result_type, value)
-            if kind == "keypoint":
-                report.note("keypoints left out")
+            if kind == "keypoint" or result_type in _POINT_TYPES:
+                keypoints.append((name, value))
                 continue
             if kind is None:
                 raise Skip("unsupported_shape", f"the region holds no polygon, rectangle, ellipse or brush "
@@ -748,9 +753,14 @@ def _convert_task(task: _Task, *, where: str, builder: CocoBuilder, report: Repo
                 if given not in judged:  # said once per task and size
                     judged[given] = _judge_size(report, where, given, image_path, (height, width))
                 verdict = judged[given]
-            _add_region(builder, image_id, kind, value, label, height=height, width=width, verdict=verdict)
+            ann = _add_region(builder, image_id, kind, value, label, height=height, width=width,
+                              verdict=verdict)
+            converted.append((value.get("_rid"), ann))
         except Skip as e:
             report.skip(f"{where} {name}", e)
+    if keypoints:
+        add_task_keypoints(builder, keypoints, converted, report=report, where=where, width=width,
+                           height=height)
 
 
 def _tasks(data) -> list:
@@ -912,4 +922,5 @@ def read_labelstudio(files: Sequence[Path], *, builder: CocoBuilder, report: Rep
                                        use_predictions=use_predictions, finders=finders)
         except Skip as e:
             report.skip(name, e)
+    finish_keypoints(builder, report=report, where=", ".join(sorted({p.name for p in map(Path, files)})))
     return used

@@ -1,0 +1,167 @@
+"""CVAT skeletons ("CVAT for images 1.1") -> COCO keypoint instances (``keypoint_instances``).
+
+Shapes: a skeleton of K points gives {name: (x, y, v)}; (P, 2) points as ``geometry`` has them.
+
+The file:
+- ``<meta>`` lists a skeleton label (``<type>skeleton</type>``) and its points as labels whose
+  ``<parent>`` names it (or nested inside it), in the order CVAT lists them: the category's
+  ``keypoints``. Its ``<svg>`` (the skeleton editor's drawing, as escaped text) holds the edges,
+  ``<line data-node-from="i" data-node-to="j">``, between nodes that ``<circle data-node-id="i"
+  data-label-name="nose">`` names; without circles node i is the i-th point listed. The svg is read for
+  those attributes only, by a pattern: it is never parsed as markup nor run.
+- An image's ``<skeleton label="person" [group_id]>`` holds ``<points label="nose" outside="0|1"
+  occluded="0|1" points="x,y">``: v = 0 outside (CVAT's "outside": not in view), 1 occluded, 2 visible;
+  a point the skeleton lacks is v = 0.
+- A skeleton with a non-zero ``group_id`` shared by a region (``<box>``, polygon, mask) of the same label
+  is that region's instance: the instance gets the keypoints, its box and mask stay the region's (two
+  skeletons in one group: the second is skipped, which one is the region's being unknown). Without
+  one it is an instance of its own, boxed by its labelled points (``keypoint_instances``).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import Optional
+
+import numpy as np
+
+from maskrcnn.data.formats.common import CocoBuilder, Report, Skip
+from maskrcnn.data.formats.geometry import numbers, turn_points
+from maskrcnn.data.formats.keypoint_instances import (
+    add_keypoint_instance,
+    attach_points,
+    declare_keypoint_set,
+)
+
+__all__ = ["BESIDE_LOOSE", "BOXED_BY_POINTS", "add_skeleton", "declare_skeletons", "declared_skeletons",
+           "layer", "skeleton_points"]
+
+BOXED_BY_POINTS = "CVAT skeletons boxed by their keypoints' extent (no region of their label in their group)"
+BESIDE_LOOSE = "CVAT skeletons beside ungrouped regions of their label (two instances of one object?)"
+_TAG = re.compile(r"<\s*(line|circle)\b([^>]*)>", re.IGNORECASE)
+_ATTRIBUTE = re.compile(r"([\w-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_TRUE = ("1", "true")
+
+
+def _svg_elements(svg: str) -> list:
+    """[(tag, {attribute: value})] of the ``<line>`` and ``<circle>`` elements of a skeleton's svg."""
+    return [(m.group(1).lower(), {a: v if v else w for a, v, w in _ATTRIBUTE.findall(m.group(2))})
+            for m in _TAG.finditer(svg or "")]
+
+
+def _edges(svg: str, names: list) -> list:
+    """1-based pairs into ``names`` from the svg's lines (see the module docstring); pairs naming a node
+    that is not a listed point are left out."""
+    elements = _svg_elements(svg)
+    node_names = {a.get("data-node-id"): a.get("data-label-name") for tag, a in elements
+                  if tag == "circle" and a.get("data-label-name")}
+    index = {name: i + 1 for i, name in enumerate(names)}
+
+    def position(node: Optional[str]) -> Optional[int]:
+        if node_names:
+            return index.get(node_names.get(node))
+        return int(node) if node and node.isdigit() and 1 <= int(node) <= len(names) else None
+
+    pairs = []
+    for tag, a in elements:
+        if tag == "line":
+            ends = (position(a.get("data-node-from")), position(a.get("data-node-to")))
+            if None not in ends and ends[0] != ends[1] and list(ends) not in pairs:
+                pairs.append(list(ends))
+    return pairs
+
+
+def declared_skeletons(root: ET.Element) -> dict:
+    """{skeleton label: (point names in the order ``<meta>`` lists them, 1-based edge pairs)}."""
+    meta = root.find("meta")
+    if meta is None:
+        return {}
+    labels = list(meta.iter("label"))
+    found = {}
+    for label in labels:
+        name = (label.findtext("name") or "").strip()
+        if name and (label.findtext("type") or "").strip() == "skeleton":
+            nested = [(sub.findtext("name") or "").strip() for sub in label.iter("label") if sub is not label]
+            parts = [(sub.findtext("name") or "").strip() for sub in labels
+                     if (sub.findtext("parent") or "").strip() == name]
+            points = list(dict.fromkeys(n for n in nested + parts if n))
+            found[name] = (points, _edges(label.findtext("svg") or "", points))
+    return found
+
+
+def skeleton_points(el: ET.Element, *, to_image) -> dict:
+    """A ``<skeleton>`` -> {point label: (x, y, v)} in the image's continuous coordinates; ``to_image``
+    lays (P, 2) drawn points onto the image (a resized or EXIF-turned one). Skip when a point is bad."""
+    points = {}
+    for child in el:
+        if child.tag != "points":
+            continue
+        name = (child.get("label") or "").strip()
+        if not name:
+            raise Skip("bad_shape", "a <points> of the skeleton has no label")
+        if name in points:
+            raise Skip("bad_shape", f"the skeleton has two points labelled {name!r}")
+        if (child.get("outside") or "0").strip().lower() in _TRUE:
+            points[name] = (0.0, 0.0, 0)
+            continue
+        raw = (child.get("points") or "").strip().strip(";")
+        try:
+            x, y = (float(v) for v in raw.split(","))
+        except ValueError:  # not numbers, or not one pair
+            raise Skip("bad_shape", f"point {name!r} has points={raw[:40]!r}, not one x,y pair") from None
+        numbers(x, y, what=f"point {name!r}")  # NaN / inf -> Skip("bad_coordinates")
+        (x, y), = to_image(np.array([[x, y]], dtype=np.float64))
+        occluded = (child.get("occluded") or "0").strip().lower() in _TRUE
+        points[name] = (float(x), float(y), 1 if occluded else 2)
+    return points
+
+
+def layer(*, scale: Optional[tuple], orientation: Optional[int], given: Optional[tuple]):
+    """The function laying (P, 2) drawn points on the image: scaled to a resized copy, turned with an
+    EXIF-turned photo drawn on its stored pixels, else as drawn."""
+    if scale is not None:
+        return lambda p: p * np.asarray(scale, dtype=np.float64)
+    if orientation is not None:
+        return lambda p: turn_points(p, orientation=orientation, stored=given)
+    return lambda p: p
+
+
+def add_skeleton(builder: CocoBuilder, image_id: int, el: ET.Element, label: str, *, grouped: dict,
+                 loose: set, report: Report, to_image, where: str) -> None:
+    """One ``<skeleton>`` of ``label`` onto image ``image_id``: onto the region of its label and group
+    when ``grouped`` ({(label, group_id): annotation}) has one (taken from it: one skeleton per region),
+    else as an instance of its own, warned about when the image has ungrouped regions of its label
+    (``loose``: their labels). Skip when it cannot be."""
+    points = skeleton_points(el, to_image=to_image)
+    group = (el.get("group_id") or "0").strip()
+    if group not in ("", "0"):
+        key = (label, group)
+        if key in grouped:
+            ann = grouped[key]
+            if ann is None:
+                raise Skip("skeleton_group", f"a second skeleton of label {label!r} in group {group}: which "
+                                             "one belongs to its region is unknown")
+            attach_points(builder, ann, points)
+            grouped[key] = None  # taken
+            return
+    add_keypoint_instance(builder, image_id, label, points, report=report, note=BOXED_BY_POINTS)
+    if label in loose:  # the box of that person is likely among them: two instances of one object
+        report.note(BESIDE_LOOSE)
+        report.tell_once("cvat_loose_skeleton", where,
+                         f"a <skeleton> of label {label!r} and regions of that label without a shared "
+                         "group_id: each is written as an instance of its own (the person's box without "
+                         "keypoints beside their keypoints boxed by their extent); in CVAT select a box "
+                         "and its skeleton and group them (G) to make them one instance (others alike are "
+                         "counted in the notes)")
+
+
+def declare_skeletons(builder: CocoBuilder, skeletons: dict) -> None:
+    """Each skeleton label's keypoint set, in ``<meta>``'s order (a label outside a fixed --classes
+    list is left for its shapes to be skipped as such)."""
+    for label, (names, edges) in skeletons.items():
+        try:
+            label = builder.check_label(label)
+        except Skip:
+            continue
+        declare_keypoint_set(builder, label, names, edges)
