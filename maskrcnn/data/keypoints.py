@@ -29,9 +29,9 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   no image, input.flip_prob=0, needs no map and says it in a note instead). ``data.keypoint_flip_map``
   (pairs of 0-based indices or of names) wins over the names when given, with the same warning for the
   sided names its pairs leave in place (a partial list) and one for a pair of a sided name with an
-  unsided one; ``--set data.keypoint_flip_map=[]`` means no pairs (stored as ``no_flip_pairs``); training prints the pairs it uses and
-  stores them there in the run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and
-  export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
+  unsided one; ``--set data.keypoint_flip_map=[]`` means no pairs (stored as ``no_flip_pairs``);
+  training prints the pairs it uses and stores them there in the run's config (``flip_pairs``), so
+  that predict's flip TTA, ``--resume`` and export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
   training warns about while it flips images.
 - names (``keypoint_names_problem``): non-empty strings, distinct case-insensitively; every reader of a
   file (``CocoDataset``, the evaluation's ground truth) refuses another list, naming file and category.

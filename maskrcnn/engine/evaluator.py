@@ -387,8 +387,9 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     if recounted:  # replaced silently, the same file scored another keypoint AP here than in pycocotools
         aid, given, labelled = recounted[0]
         many = len(recounted) > 1
+        whose = "annotations' num_keypoints differ" if many else "annotation's num_keypoints differs"
         warnings.warn(
-            f"{source}: {len(recounted)} annotation{'s' if many else ''}' num_keypoints differ{'' if many else 's'} "
+            f"{source}: {len(recounted)} {whose} "
             f"from {'their' if many else 'its'} labelled keypoints (the first: annotation id {aid!r}, "
             f"{given!r} for {labelled}): counted from the visibility flags, as training reads them (COCOeval "
             "ignores a person whose num_keypoints is 0)", stacklevel=3)
