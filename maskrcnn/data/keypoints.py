@@ -31,8 +31,8 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   sided names its pairs leave in place (a partial list) and one for a pair of a sided name with an
   unsided one; ``--set data.keypoint_flip_map=[]`` means no pairs (stored as ``no_flip_pairs``);
   training prints the pairs it uses and stores them there in the run's config (``flip_pairs``), so
-  that predict's flip TTA, ``--resume`` and export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
-  training warns about while it flips images.
+  that predict's flip TTA, ``--resume`` and export use the same; ``pairs_nothing`` tells a set whose
+  names pair nothing (iBUG's "1".."68"), which training warns about while it flips images.
 - names (``keypoint_names_problem``): non-empty strings, distinct case-insensitively; every reader of a
   file (``CocoDataset``, the evaluation's ground truth) refuses another list, naming file and category.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
