@@ -24,7 +24,8 @@ written". ``--cityscapes ROOT`` (J from ``convert-data --from
 cityscapes ROOT``) adds the official Cityscapes instance-level AP and AP50, computed by the
 ``cityscapesscripts`` package on the same predictions written in its format (``engine/cityscapes_eval.py``;
 kept in ``DIR/cityscapes_predictions/``), as ``"cityscapes"`` in metrics.json; without that package (or
-without the ROOT folder) it is refused before the inference.
+without the ROOT folder) it is refused before the inference. Results without masks (``--results`` of
+boxes only) are not scored there: said in one line, the COCO metrics kept, exit 1, as when the scorer fails.
 A checkpoint written by ``maskrcnn quantize`` is evaluated as INT8 (CPU); ``--int8 --calib-images PATH``
 quantizes a plain one in memory first; ``--dtype bfloat16`` autocasts the network's layers
 (``Predictor._low_precision``).
@@ -612,14 +613,20 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics_table(metrics))
     # the evaluator's ground truth: checked, iscrowd and area filled, the images it scored
     analysed = _classes_and_analysis(args, metrics, coco_gt.dataset, records_by_type, image_ids)
-    if args.cityscapes and "segm" not in metrics:
-        raise ValueError("--cityscapes scores instance masks: the results have none")
+    # box-only results (--results: a box-only model is refused before its inference): as when the official
+    # script fails, the COCO metrics are kept and written, the exit code 1; refused here, they were lost
+    unscorable = bool(args.cityscapes) and "segm" not in metrics
     # the COCO results first: the Cityscapes scorer (a child process, minutes on a large split) failing
     # must not lose the whole inference
     aside = _set_aside_predictions(args.output) if foreign else None
     _write_outputs(args, metrics, images, results)
     cityscapes_failed = None
-    if args.cityscapes:
+    if unscorable:
+        cityscapes_failed = "no instance masks"
+        where = f"are in {Path(args.output) / 'metrics.json'}" if args.output else "are above"
+        print("--cityscapes: not scored: Cityscapes scores instance masks and the results have none; "
+              f"the COCO metrics {where}", file=sys.stderr)
+    elif args.cityscapes:
         try:
             metrics["cityscapes"] = _cityscapes(args, cs_results, ground_truth, image_ids)
         except (RuntimeError, ValueError, OSError) as e:
@@ -630,7 +637,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(_cityscapes_table(metrics["cityscapes"]))
             _write_outputs(args, metrics, images, None, quiet=True)
-    ours = ["cityscapes_predictions"] if args.cityscapes else []  # this run's, failed or not
+    # this run's, failed or not (none written for results without masks)
+    ours = ["cityscapes_predictions"] if args.cityscapes and not unscorable else []
     if analysed:
         from maskrcnn.engine.analysis_report import write_analysis
 

@@ -25,12 +25,14 @@ pairs, as the COCO files write them), so that a dataset with its own keypoint se
   a warning naming every such name (``unpaired_sided_names``; names with control characters escaped, as
   every problem line shows a file's names: ``shown_text.display_name``). A ``left`` name with no
   ``right`` partner is an error, because flipping would silently mislabel it, and so is a map that is
-  not its own inverse (a flip would copy one point over another). ``data.keypoint_flip_map`` (pairs of
-  0-based indices or of names) wins over the names when given, with the same warning for the sided
-  names its pairs leave in place (a partial list); training prints the pairs it uses and
-  stores them there in the run's config (``flip_pairs``), so that predict's flip TTA, ``--resume`` and
-  export use the same; ``pairs_nothing`` tells a set whose names pair nothing (iBUG's "1".."68"), which
-  training warns about while it flips images.
+  not its own inverse (a flip would copy one point over another) (``FlipMapError``: training that flips
+  no image, input.flip_prob=0, needs no map and says it in a note instead). ``data.keypoint_flip_map``
+  (pairs of 0-based indices or of names) wins over the names when given, with the same warning for the
+  sided names its pairs leave in place (a partial list) and one for a pair of a sided name with an
+  unsided one; ``--set data.keypoint_flip_map=[]`` means no pairs (stored as ``no_flip_pairs``);
+  training prints the pairs it uses and stores them there in the run's config (``flip_pairs``), so
+  that predict's flip TTA, ``--resume`` and export use the same; ``pairs_nothing`` tells a set whose
+  names pair nothing (iBUG's "1".."68"), which training warns about while it flips images.
 - names (``keypoint_names_problem``): non-empty strings, distinct case-insensitively; every reader of a
   file (``CocoDataset``, the evaluation's ground truth) refuses another list, naming file and category.
 - OKS sigmas (COCO's keypoint AP): ``data.keypoint_sigmas`` when the config gives them (one per
@@ -60,6 +62,7 @@ __all__ = [
     "COCO_KEYPOINT_SIGMAS",
     "COCO_SKELETON",
     "DEFAULT_KEYPOINT_SIGMA",
+    "FlipMapError",
     "KEYPOINT_MARGIN",
     "clip_keypoints",
     "default_sigma_note",
@@ -71,6 +74,7 @@ __all__ = [
     "keypoint_flip_map",
     "keypoint_names_problem",
     "keypoint_sigmas",
+    "no_flip_pairs",
     "odd_visibility_note",
     "pairs_nothing",
     "read_visibility",
@@ -198,6 +202,16 @@ def unpaired_sided_names(names: Sequence[str], flip_map: Sequence[int]) -> list:
             if int(flip_map[i]) == i and any(p.search(str(n)) for p in sided)]
 
 
+class FlipMapError(ValueError):
+    """Names that give no flip map (a ``left`` name without its ``right``, a pair that does not pair back):
+    ``problem`` is what is wrong, the message adds the ways out. Training without flips needs no map, and
+    says ``problem`` in a note instead of stopping (engine/training.py)."""
+
+    def __init__(self, problem: str, advice: str):
+        super().__init__(f"{problem}, {advice}")
+        self.problem = problem
+
+
 def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names") -> tuple:
     """The flip map of a keypoint set from its names (see the module docstring). The map is checked to
     be its own inverse (a flip twice gives the image back): a name that would pair with a keypoint that
@@ -219,18 +233,19 @@ def flip_map_from_names(names: Sequence[str], *, source: str = "keypoint names")
             continue
         j = index.get(partner.lower())
         if j is None:
-            raise ValueError(
-                f"{source}: keypoint {name!r} has no mirror keypoint {partner!r}, so a horizontal flip would "
-                "mislabel it; add the partner, rename it, or train without flips (input.flip_prob=0)"
-            )
+            raise FlipMapError(
+                f"{source}: keypoint {name!r} has no mirror keypoint {partner!r}",
+                "so a horizontal flip would mislabel it; add the partner, rename it, give the pairs with "
+                "data.keypoint_flip_map ([] for none: every keypoint keeps its label), or train without "
+                "flips (input.flip_prob=0)")
         out.append(j)
     for i, j in enumerate(out):
         if out[j] != i:
-            raise ValueError(
+            raise FlipMapError(
                 f"{source}: keypoint {names[i]!r} pairs with {names[j]!r}, which does not pair back (it maps "
-                f"to {names[out[j]]!r}), so a flip would copy one point over another; rename them or give "
-                "the pairs in data.keypoint_flip_map"
-            )
+                f"to {names[out[j]]!r})",
+                "so a flip would copy one point over another; rename them, give the pairs in "
+                "data.keypoint_flip_map, or train without flips (input.flip_prob=0)")
     _warn_unpaired(names, out, source=source, by="", fix="give the pairs with data.keypoint_flip_map")
     return tuple(out)
 
@@ -254,6 +269,27 @@ def _warn_unpaired(names: Sequence[str], flip_map: Sequence[int], *, source: str
         "train without flips (input.flip_prob=0)", stacklevel=3)
 
 
+def _looks_sided(name: str) -> bool:
+    return any(p.search(name) for p in _SIDED)
+
+
+def _warn_mixed_pairs(names: Sequence[str], flip_map: Sequence[int], *, source: str) -> None:
+    """One warning naming the configured pairs that swap a sided-looking name (``_SIDED``) with one that
+    looks like no side (``[["L_ear", "nose"]]``): ``unpaired_sided_names`` sees L_ear paired and says
+    nothing, yet each flip then teaches the nose where the ear is. Warned, not refused: the names'
+    spelling only suggests a side (a set may name a point ``Lip``)."""
+    mixed = [(str(names[i]), str(names[j])) for i, j in enumerate(int(j) for j in flip_map)
+             if i < j and _looks_sided(str(names[i])) != _looks_sided(str(names[j]))]
+    if not mixed:
+        return
+    shown = ", ".join(f"{display_name(a)}<->{display_name(b)}" for a, b in mixed)
+    many = len(mixed) > 1
+    warnings.warn(
+        f"{source}: data.keypoint_flip_map pairs {shown}: {'each pairs' if many else 'it pairs'} a name that "
+        "looks like one side with one that looks like no side, so a horizontal flip swaps a sided point "
+        "with a middle one; check the pairs (a left name with its right one)", stacklevel=3)
+
+
 def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, configured: Sequence = (),
                       source: str = "keypoint names", warn_unpaired: bool = True) -> Optional[tuple]:
     """The flip map for a model with ``num_keypoints``: ``configured`` (``data.keypoint_flip_map``) when
@@ -269,6 +305,7 @@ def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, con
         if names and warn_unpaired:  # a partial list: the sided names it leaves out stay in place
             _warn_unpaired(names, out, source=source, by="data.keypoint_flip_map ",
                            fix="add the pairs to data.keypoint_flip_map")
+            _warn_mixed_pairs(names, out, source=source)
         return out
     if names:
         return flip_map_from_names(names, source=source)
@@ -279,7 +316,8 @@ def keypoint_flip_map(names: Optional[Sequence[str]], num_keypoints: int, *, con
 
 def flip_map_from_pairs(pairs: Sequence, names: Optional[Sequence[str]], num_keypoints: int) -> tuple:
     """``data.keypoint_flip_map``: [[a, b], ...] of 0-based keypoint indices or of keypoint names (each a
-    left/right pair, swapped both ways) -> the flip map; unlisted keypoints map to themselves."""
+    left/right pair, swapped both ways) -> the flip map; unlisted keypoints map to themselves, and so does
+    a keypoint paired with itself ([a, a]: how a run stores an explicit [], ``no_flip_pairs``)."""
     where = "data.keypoint_flip_map"
     index = {str(n): i for i, n in enumerate(names or ())}
     out = list(range(num_keypoints))
@@ -300,8 +338,8 @@ def flip_map_from_pairs(pairs: Sequence, names: Optional[Sequence[str]], num_key
                 raise ValueError(f"{where}: {v!r} is neither a 0-based keypoint index nor one of the "
                                  f"keypoint names {list(index) or '(none known)'}")
         a, b = ends
-        if a == b or a in seen or b in seen:
-            raise ValueError(f"{where}: keypoint {pair!r} pairs a keypoint with itself or twice")
+        if a in seen or b in seen:
+            raise ValueError(f"{where}: keypoint {pair!r} pairs a keypoint twice")
         seen |= {a, b}
         out[a], out[b] = b, a
     return tuple(out)
@@ -319,10 +357,21 @@ def flip_pairs(flip_map: Optional[Sequence[int]], names: Optional[Sequence[str]]
     return tuple(pairs)
 
 
+def no_flip_pairs(names: Optional[Sequence[str]], num_keypoints: int) -> tuple:
+    """The pairs a run stores for a map that swaps nothing by the user's word (``--set
+    data.keypoint_flip_map=[]``): the first keypoint paired with itself. Stored as (), predict's flip TTA
+    and --resume would derive the pairs from the names again (another map, or a one-sided set's error)."""
+    if num_keypoints < 1:
+        return ()
+    first = str(names[0]) if names else 0
+    return ((first, first),)
+
+
 def flip_pairs_line(pairs: Sequence) -> str:
-    """``(("left_eye", "right_eye"), ...)`` -> "left_eye<->right_eye, ..." ("none" when empty); names with
-    control characters shown escaped (``shown_text.display_name``)."""
-    return ", ".join(f"{display_name(a)}<->{display_name(b)}" for a, b in pairs) or \
+    """``(("left_eye", "right_eye"), ...)`` -> "left_eye<->right_eye, ..." ("none" when empty; a keypoint
+    paired with itself, ``no_flip_pairs``, is no pair); names with control characters shown escaped
+    (``shown_text.display_name``)."""
+    return ", ".join(f"{display_name(a)}<->{display_name(b)}" for a, b in pairs if a != b) or \
         "none (a flip keeps every keypoint's label)"
 
 

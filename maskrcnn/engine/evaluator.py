@@ -327,6 +327,7 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
     far = []  # the file's annotation ids, one per labelled keypoint made unlabelled
     odd = []  # (the file's annotation id, value), one per visibility flag other than 0, 1, 2
     other = []  # (the file's annotation id, length), one per keypoints list of another count
+    recounted = []  # (the file's annotation id, its num_keypoints, its labelled keypoints), where they differ
     for index, ann in enumerate(data["annotations"]):
         ann.setdefault("iscrowd", 0)
         if "segmentation" not in ann:
@@ -365,6 +366,9 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
             # flags other than 0, 1, 2 read (and said) as CocoDataset reads them: eval --results said nothing
             ann["keypoints"], values = read_visibility(ann["keypoints"])
             odd.extend((anns[index].get("id"), value) for value in values)
+            given, labelled = ann.get("num_keypoints"), sum(1 for v in ann["keypoints"][2::3] if v > 0)
+            if given is not None and given != labelled:  # before clipping: its points are said below
+                recounted.append((anns[index].get("id"), given, labelled))
             img = images[ann["image_id"]]
             if is_finite_number(img.get("width")) and is_finite_number(img.get("height")):
                 # as CocoDataset reads them for training and for the model's evaluation: scored against
@@ -380,6 +384,15 @@ def _validate_ground_truth(data: dict, source: str, *, crowd_as_objects: bool = 
         warnings.warn(_other_count_note(source, other, category_names), stacklevel=3)
     if odd:
         warnings.warn(odd_visibility_note(source, odd), stacklevel=3)
+    if recounted:  # replaced silently, the same file scored another keypoint AP here than in pycocotools
+        aid, given, labelled = recounted[0]
+        many = len(recounted) > 1
+        whose = "annotations' num_keypoints differ" if many else "annotation's num_keypoints differs"
+        warnings.warn(
+            f"{source}: {len(recounted)} {whose} "
+            f"from {'their' if many else 'its'} labelled keypoints (the first: annotation id {aid!r}, "
+            f"{given!r} for {labelled}): counted from the visibility flags, as training reads them (COCOeval "
+            "ignores a person whose num_keypoints is 0)", stacklevel=3)
     if far:
         warnings.warn(
             f"{source}: {len(far)} labelled keypoints lie more than {KEYPOINT_MARGIN:.0%} of the image's "

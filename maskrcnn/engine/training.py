@@ -737,10 +737,12 @@ def build_training(
     from maskrcnn.config import plain_config, preset_solver_steps, save_config, set_keys
     from maskrcnn.data.coco import CocoDataset
     from maskrcnn.data.keypoints import (
+        FlipMapError,
         flip_pairs,
         flip_pairs_line,
         keypoint_flip_map,
         keypoint_sigmas,
+        no_flip_pairs,
         pairs_nothing,
     )
     from maskrcnn.data.loader import build_train_loader
@@ -916,22 +918,38 @@ def build_training(
             cfg.data.keypoint_classes = tuple(
                 train_set.class_names[train_set.category_id_to_label[c]]
                 for c in sorted(train_set.keypoint_category_ids))
+        asked_pairs = "data.keypoint_flip_map" in set_keys(overrides or {})
+        if asked_pairs and not configured:  # --set data.keypoint_flip_map=[]: no pairs, not "from the names"
+            configured = no_flip_pairs(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints)
         # left_* <-> right_* from the names: the flip map of any keypoint set, not only COCO's
         with warnings.catch_warnings(record=True) as caught:  # said once, in the log, not on each stderr
             warnings.simplefilter("always")
             # on --resume the configured pairs are those this run derived and stored (warned about then),
             # unless --set gives others
-            flip_map = keypoint_flip_map(
-                cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints, configured=configured,
-                source=str(train_json),
-                warn_unpaired=not resume or "data.keypoint_flip_map" in set_keys(overrides or {}))
+            unneeded = None  # the names' problem, when they give no map and training flips nothing
+            try:
+                flip_map = keypoint_flip_map(
+                    cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints, configured=configured,
+                    source=str(train_json), warn_unpaired=not resume or asked_pairs)
+            except FlipMapError as e:  # names that give no map: needed only when training flips images
+                if cfg.input.flip_prob > 0:
+                    raise
+                flip_map, unneeded = None, e.problem
+                say(f"note: {e.problem}: input.flip_prob=0 flips no training image, so no flip map is needed "
+                    f"(predict's flip TTA on this model refuses it, --tta-no-flip predicts without; "
+                    f"{_flip_map_item(caller)} gives the pairs, [] for none)")
         for caught_warning in caught:  # the unpaired sided names (flip_map_from_names)
             say(f"warning: {caught_warning.message}")
         # the pairs used, in the run's config.yaml: predict's flip TTA, --resume and export read them
-        # there, not from whatever names a later file brings
-        cfg.data.keypoint_flip_map = flip_pairs(flip_map, cfg.data.keypoint_names)
-        say(f"keypoint flip pairs: {flip_pairs_line(cfg.data.keypoint_flip_map)}")
-        if cfg.input.flip_prob > 0 and pairs_nothing(flip_map):  # half the images: left and right exchanged
+        # there, not from whatever names a later file brings; a map of the user's that swaps nothing is
+        # stored as such (no_flip_pairs), not as () which would derive the pairs again
+        cfg.data.keypoint_flip_map = flip_pairs(flip_map, cfg.data.keypoint_names) or (
+            no_flip_pairs(cfg.data.keypoint_names, cfg.model.roi_heads.num_keypoints)
+            if configured and flip_map is not None else ())
+        if unneeded is None:
+            say(f"keypoint flip pairs: {flip_pairs_line(cfg.data.keypoint_flip_map)}")
+        if cfg.input.flip_prob > 0 and pairs_nothing(flip_map) and not configured:  # (the user's own: warned
+            # about its sided names) half the images: left and right exchanged
             say(f"warning: {train_json}: its keypoint names pair no left with a right, so the training flips "
                 f"(input.flip_prob {cfg.input.flip_prob:g}) swap no point; if it has left/right points, give "
                 f"the pairs with {_flip_map_item(caller)} (0-based indices or names), or "

@@ -133,3 +133,26 @@ def test_caravan_and_background_categories_pass_the_check(tmp_path, scorer_insta
                  "--cityscapes", str(root)])
     err = capsys.readouterr().err
     assert code == 1 and "absent.json" in err and "not Cityscapes instance classes" not in err, err
+
+
+def test_box_only_results_keep_the_coco_metrics_and_say_cityscapes_was_not_scored(
+        tmp_path, scorer_installed, capsys):
+    """Probe p10_kp: box-only --results with --cityscapes printed the COCO table, then an error, and wrote
+    no metrics.json. Now as when the official script fails: the COCO metrics kept, one line, exit 1."""
+    import json
+
+    root = tmp_path / "cs"
+    _gtfine(root)
+    results = tmp_path / "box_only.json"
+    results.write_text(json.dumps([{"image_id": 1, "category_id": 26, "bbox": [1, 1, 4, 4], "score": 0.9}]))
+    out = tmp_path / "out"
+    code = main(["eval", "--json", str(_ground_truth(tmp_path / "cs_val.json")), "--results", str(results),
+                 "--cityscapes", str(root), "--output", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = [s for s in captured.err.splitlines() if "--cityscapes" in s]
+    assert lines == ["--cityscapes: not scored: Cityscapes scores instance masks and the results have none; "
+                     f"the COCO metrics are in {out / 'metrics.json'}"], captured.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["bbox"]["AP"] > 99.9 and "cityscapes" not in metrics, metrics
+    assert not (out / "cityscapes_predictions").exists()
