@@ -47,7 +47,7 @@ def test_the_timing_loop_keeps_no_earlier_images_or_detections(monkeypatch, caps
     monkeypatch.setattr(Predictor, "predict_tensors", predict_tensors)
     assert main([*DEMO, "--size", "48x64", "--images", "5"]) == 0
     assert calls == [0] * 6  # the warm-up and five windows of one image
-    assert "5 image(s) timed, 48x64:" in capsys.readouterr().out
+    assert "5 image(s) timed, HxW 48x64 (64 wide, 48 high):" in capsys.readouterr().out
 
 
 def test_synthetic_images_are_made_lazily_and_the_same_on_every_pass():
@@ -122,7 +122,8 @@ def test_a_file_over_the_pixel_limit_is_counted_as_too_large_with_the_limit_line
     folder = add_too_large_and_broken(_pngs(tmp_path / "imgs", 1), 80)  # c0.png 40x56: under the limit
     assert main([*DEMO, str(folder)]) == 0
     out, err = capsys.readouterr()
-    assert "1 image(s) timed, 2 skipped (1 image_too_large, 1 unreadable_image), 40x56:" in out
+    assert ("1 image(s) timed, 2 skipped (1 image_too_large, 1 unreadable_image), HxW 40x56 (56 wide, "
+            "40 high):") in out
     line = limit_line(1, "0.004")
     assert err.count(line) == 1, err
 
@@ -190,8 +191,8 @@ def test_a_file_the_model_fails_on_is_skipped_named_and_counted_unless_it_is_in_
     failing = {48, 56}
     assert main([*DEMO, str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "1 image(s) timed, 3 skipped (2 prediction_failed, 1 unreadable_image), 40x56:" in \
-        out
+    assert "1 image(s) timed, 3 skipped (2 prediction_failed, 1 unreadable_image), HxW 40x56 (56 wide, " \
+           "40 high):" in out
 
     failing.add(40)  # the first file: nothing has run, so the model or the device is at fault: stopped
     calls.clear()
@@ -211,7 +212,8 @@ def test_options_that_do_not_apply_are_noted_and_the_images_timed_counted(tmp_pa
     assert "2 image(s) timed" in out
     assert main([*DEMO, str(folder / "c0.png"), "--size", "10x10"]) == 0
     out, err = capsys.readouterr()
-    assert "note: --size applies to synthetic images only" in err and "1 image(s) timed, 40x56:" in out
+    assert "note: --size applies to synthetic images only" in err
+    assert "1 image(s) timed, HxW 40x56 (56 wide, 40 high):" in out
 
 
 def test_no_optimise_with_an_int8_file_is_noted(tmp_path, capsys):
@@ -237,3 +239,14 @@ def test_every_option_has_a_description():
     benchmark.add_arguments(parser)
     undescribed = [a.option_strings or a.dest for a in parser._actions if not a.help]
     assert undescribed == []
+
+
+def test_the_size_is_labelled_height_by_width_unlike_predicts_width_by_height(tmp_path, capsys):
+    # predict prints "thin.png (300x1)" (width x height); benchmark's "1x300" (its --size HxW) read beside
+    # it looked like another image: the label says which side comes first
+    Image.fromarray(np.zeros((1, 300, 3), dtype=np.uint8)).save(tmp_path / "thin.png")
+    assert main([*DEMO, str(tmp_path / "thin.png")]) == 0
+    out = capsys.readouterr().out
+    assert "1 image(s) timed, HxW 1x300 (300 wide, 1 high):" in out
+    assert main([*DEMO, "--size", "20x30", "--images", "1"]) == 0
+    assert "1 image(s) timed, HxW 20x30 (30 wide, 20 high):" in capsys.readouterr().out

@@ -6,8 +6,9 @@
 
 Times the path a user gets from ``Predictor`` (what ``predict`` and ``eval`` run: resize, model, masks
 pasted at the image size) on the given image files, or on ``--images`` synthetic images of ``--size``,
-after one warm-up batch, and prints seconds per image, images per second, how many images were timed and
-the process's peak resident memory. Images are made (or read) one window at a time (the predictor's
+after one warm-up batch, and prints seconds per image, images per second, how many images were timed,
+their size (``HxW 1x300 (300 wide, 1 high)``: labelled, as ``predict`` prints sizes width first) and the
+process's peak resident memory. Images are made (or read) one window at a time (the predictor's
 window: one image at batch 1, else 4 batches, ``batch_size * WINDOW_BATCHES`` images, held together with
 their detections)
 and each window's detections are counted and dropped, so memory and s/image do not grow with the number
@@ -224,7 +225,7 @@ def load_images(args: argparse.Namespace):
 @dataclass
 class Timing:
     """What ``time_inference`` measured: images timed, their detections (a count: the detections
-    themselves are dropped), the seconds of the model's calls, the image sizes seen ("HxW"), and the
+    themselves are dropped), the seconds of the model's calls, the image sizes seen ((H, W)), and the
     images the model failed on, left out (``failed``)."""
 
     images: int = 0
@@ -299,7 +300,7 @@ def time_inference(predictor, images, *, on_detections=None, on_failure=None) ->
         timing.seconds += seconds
         timing.images += len(window)
         timing.detections += sum(int(d["boxes"].shape[0]) for d in dets)
-        timing.sizes.update(f"{im.shape[-2]}x{im.shape[-1]}" for _, im in window)
+        timing.sizes.update((int(im.shape[-2]), int(im.shape[-1])) for _, im in window)
         if on_detections is not None:
             on_detections([image for _, image in window], dets)
         del dets, window  # before the next window is made: one window's images and detections at a time
@@ -365,6 +366,16 @@ def _report_failure(name, error: BaseException, *, stop: str | None) -> None:
               file=sys.stderr)
 
 
+def size_words(sizes) -> str:
+    """The images' size for the result line: one (H, W) as "HxW 1x300 (300 wide, 1 high)", labelled
+    because ``predict`` prints an image's size width first ("(300x1)") and ``--size`` is height first:
+    bare, the two read as different images. Several: "3 sizes"."""
+    if len(sizes) != 1:
+        return f"{len(sizes)} sizes"
+    (h, w), = sizes
+    return f"HxW {h}x{w} ({w} wide, {h} high)"
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -410,8 +421,7 @@ def run(args: argparse.Namespace) -> int:
     if timing.images == 0:  # every file became unreadable after the first look, or failed in the model
         raise ValueError("none of the input images could be timed: each was unreadable or failed in the "
                          "model (each is named above)")
-    sizes = sorted(timing.sizes)
-    size = sizes[0] if len(sizes) == 1 else f"{len(sizes)} sizes"
+    size = size_words(timing.sizes)
     # counted by reason as predict counts them: a file over the pixel limit is good, and the line after
     # says how to read it
     reasons = Counter(getattr(images, "reasons", {}))

@@ -28,7 +28,10 @@ the old file, or none) and replaced if it exists, like every file the commands w
 FPN maps ``p2..p6``, with BN folded (``torch.export``; load with ``torch.export.load``; written by
 ``maskrcnn.export.pt2``). Only N (1-64) is free: Hp x Wp is fixed at ``--size`` (torch.export
 specialises the graph to it), so pad each batch to that size (zeros past the image, after
-normalisation, as ``maskrcnn.predictor`` pads) or export one file per size.
+normalisation, as ``maskrcnn.predictor`` pads) or export one file per size. Normalised: RGB floats in
+[0, 1], resized as the config says, then ``(x - model.pixel_mean) / model.pixel_std`` per channel. The
+``wrote`` line says the mean and std and each output's stride, and the archive holds them (with the
+resize sizes, the class names and the config) in its extra file ``maskrcnn.json`` (``maskrcnn.export.pt2``).
 
 Everything that needs torch is imported in ``run``: ``maskrcnn export --help`` needs no torch.
 """
@@ -141,16 +144,30 @@ def run(args: argparse.Namespace) -> int:
     if predictor.int8_parts:
         raise ValueError(f"{args.weights}: an INT8 checkpoint (written by `maskrcnn quantize`): add --float "
                          "to export its float32 weights (the calibration is not kept)")
-    from maskrcnn.export.pt2 import export_features
+    from maskrcnn.export.pt2 import METADATA_FILE, export_features
 
-    names = export_features(predictor.model, args.output, size_hw=(h, w))
-    print(
-        f"wrote {args.output} (pt2): normalised batch (N, 3, {h}, {w}) -> {', '.join(names)}; N 1-64 is "
-        f"free, H x W is fixed at {h}x{w}: pad each batch to it (zeros past the image) or export again "
-        "with --size HxW per size; proposals, NMS and the RoI heads stay in Python (maskrcnn.predictor)",
-        file=sys.stderr,
-    )
+    meta = export_features(predictor.model, args.output, size_hw=(h, w), cfg=predictor.cfg,
+                           class_names=predictor.source_class_names)  # as given, like the .onnx
+    print(f"wrote {args.output} (pt2): {pt2_input_line(meta)}; N 1-64 is free, H x W is fixed at {h}x{w}: "
+          "pad each batch to it (zeros past the image, after normalisation) or export again with --size HxW "
+          "per size; proposals, NMS and the RoI heads stay in Python (maskrcnn.predictor); these settings "
+          f"and the class names are in the archive's {METADATA_FILE}", file=sys.stderr)
     return 0
+
+
+def pt2_input_line(meta: dict) -> str:
+    """The pt2 archive's input and outputs in words, from its metadata: "batch (N, 3, H, W) of RGB in [0, 1]
+    normalised as (x - mean) / std, mean (...), std (...) -> p2 (stride 4), ..."."""
+    inp = meta["input"]
+    lo, hi = (f"{v:g}" for v in inp["pixel_range"])
+    h, w = inp["size_hw"]
+
+    def numbers(values) -> str:
+        return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+    outputs = ", ".join(f"{o['name']} (stride {o['stride']})" for o in meta["outputs"])
+    return (f"batch (N, 3, {h}, {w}) of {inp['channels']} in [{lo}, {hi}] normalised as (x - mean) / std, "
+            f"mean {numbers(inp['pixel_mean'])}, std {numbers(inp['pixel_std'])} -> {outputs}")
 
 
 def _note_float_without_int8(predictor, args: argparse.Namespace) -> None:

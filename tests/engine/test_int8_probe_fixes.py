@@ -144,7 +144,7 @@ def test_precision_for_health():
 def test_pt2_export_filters_only_torchs_no_complete_tensor_warning(monkeypatch, tmp_path):
     from maskrcnn.export import pt2
 
-    def save(program, buf):
+    def save(program, buf, **kwargs):  # kwargs: the archive's extra files (its metadata)
         warnings.warn("No complete tensor found in the group! Returning the first one. This may cause "
                       "issues when your weights are not on CPU.", stacklevel=2)
         warnings.warn("another warning", UserWarning, stacklevel=2)

@@ -163,9 +163,9 @@ def test_the_pt2_message_and_help_say_height_and_width_are_fixed(tmp_path, capsy
     rc, _, err = _export(capsys, "--weights", tiny, "--output", tmp_path / "m.pt2", "--size", "64x96")
     assert rc == 0 and len(err) == 1, err
     assert seen["shape"] == (2, 3, 64, 96) and list(seen["dynamic"][0]) == [0]  # only N is dynamic
-    assert "normalised batch (N, 3, 64, 96)" in err[0]
-    assert "N 1-64 is free, H x W is fixed at 64x96: pad each batch to it (zeros past the image) or export " \
-           "again with --size HxW per size" in err[0]
+    assert "batch (N, 3, 64, 96) of RGB in [0, 1] normalised as (x - mean) / std" in err[0]
+    assert "N 1-64 is free, H x W is fixed at 64x96: pad each batch to it (zeros past the image, after " \
+           "normalisation) or export again with --size HxW per size" in err[0]
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     text = " ".join(capsys.readouterr().out.split())

@@ -27,3 +27,5 @@ def test_output_names_come_from_the_model_without_a_forward(extra, names, monkey
         maps = wrapper(torch.zeros(1, 3, 64, 64))
     assert len(maps) == len(names) and all(m.shape[0] == 1 for m in maps)
     assert maps[-1].shape[-1] == 64 // {"p6": 64, "res4": 16, "res5": 32}[names[-1]]
+    # the strides the archive's metadata gives: each map is the input's size over its stride
+    assert [64 // s for s in wrapper.strides()] == [m.shape[-1] for m in maps]
