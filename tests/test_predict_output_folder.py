@@ -3,6 +3,7 @@ as they were and fails; a re-run into the images folder never predicts its own o
 problems are said before the model loads."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -399,7 +400,8 @@ def test_the_single_file_exports_a_run_wrote_are_not_counted_as_the_users(checkp
     list recorded, were counted in "left out 4 file(s) that are not images or videos" on a later predict
     of a folder holding the run's output (its predictions.json gone). Now the run lists them in
     exports.written.json (with their hashes), beside them: they and the list are the run's; a file of
-    those names that no list names (the user's own) is still counted."""
+    those names that no list names, or one changed since (the user's own:
+    test_a_single_file_export_changed_since_the_run_is_the_users), is still counted."""
     from maskrcnn.commands.predict import _OutputFolders, other_files
 
     images = tmp_path / "in"
@@ -429,4 +431,93 @@ def test_the_single_file_exports_a_run_wrote_are_not_counted_as_the_users(checkp
     (mine / "exports.written.json").write_text('{"files": ["b.png"]}')  # names no single-file export
     found = [f.relative_to(mine).as_posix() for f in other_files([str(mine)], _OutputFolders(set()))]
     assert found == ["coco_instances.json"]
+    capsys.readouterr()
+
+
+def test_a_hostile_exports_list_makes_no_image_a_runs_and_records_no_other_file(checkpoint, tmp_path, capsys):
+    """Before (guard unpinned): an exports.written.json naming b.png was believed only because
+    ``single_file_exports`` kept the names of the single-file exports alone, which no test held; and a run
+    carried every earlier entry forward, so the list's ``../outside.json`` was read whole (hashed) and
+    recorded again. Now b.png is predicted (no left-out line), only the single-file exports are taken or
+    recorded, and the file outside is neither read into the list nor changed."""
+    from maskrcnn.commands.predict import expand_inputs
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    _image(images / "b.png")
+    (tmp_path / "outside.json").write_text("mine")
+    (images / "exports.written.json").write_text(json.dumps({"files": ["b.png", "../outside.json"]}))
+    found = [p.relative_to(images).as_posix() for p in expand_inputs([images])]
+    assert found == ["a.png", "b.png"]
+    assert "inside predict output folders" not in capsys.readouterr().err
+    assert _predict(checkpoint, images, images, flags=("--export", "coco", "--no-overlays")) == 0
+    err = capsys.readouterr().err
+    assert "inside predict output folders" not in err, err
+    predictions = json.loads((images / "predictions.json").read_text())
+    predicted = {os.path.basename(p["file_name"]) for p in predictions}
+    assert predicted == {"a.png", "b.png"}
+    record = json.loads((images / "exports.written.json").read_text())
+    assert record["files"] == ["coco_instances.json"] and list(record["sha256"]) == ["coco_instances.json"]
+    assert (tmp_path / "outside.json").read_text() == "mine"
+
+
+def test_a_single_file_export_changed_since_the_run_is_the_users(checkpoint, tmp_path):
+    """Before: a coco_instances.json the exports list named was the run's by its name alone, though the
+    list keeps its hash: the user's own file saved there later was left uncounted. Now it is the run's only
+    while it holds what the run wrote (as the per-image files are told apart)."""
+    from maskrcnn.commands.predict import _OutputFolders, other_files
+
+    images = tmp_path / "in"
+    _image(images / "a.png")
+    assert _predict(checkpoint, images, images, flags=("--export", "coco,cvat", "--no-overlays")) == 0
+    (images / "predictions.json").unlink()
+
+    def counted():
+        return [f.relative_to(images).as_posix() for f in other_files([str(images)], _OutputFolders(set()))]
+
+    assert counted() == []
+    (images / "coco_instances.json").write_text('{"my": "ground truth"}')
+    assert counted() == ["coco_instances.json"]
+
+
+def test_a_folder_where_an_exports_side_list_goes_is_refused_before_predicting(checkpoint, tmp_path, capsys):
+    """Before: a folder named exports.written.partial.jsonl in --output failed `--export coco,yolo` only
+    after every image was predicted ("Is a directory", exit 1, no exports written). Now it is refused up
+    front, as a folder where a format's file goes is."""
+    _image(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    (out / "exports.written.partial.jsonl").mkdir(parents=True)
+    (out / "yolo" / "written.partial.jsonl").mkdir(parents=True)
+    assert _predict(checkpoint, out, tmp_path / "in", flags=("--export", "coco,yolo", "--no-overlays")) == 1
+    err = capsys.readouterr().err
+    assert (f"{out / 'exports.written.partial.jsonl'} is a folder where --export coco writes a file; "
+            f"{out / 'yolo' / 'written.partial.jsonl'} is a folder where --export yolo writes a file "
+            "(move it away or choose another --output): nothing predicted") in err, err
+    assert not (out / "predictions.json").exists()
+
+
+def test_a_side_list_that_is_a_link_is_replaced_not_appended_through(checkpoint, tmp_path, capsys):
+    """Before: out/exports.written.partial.jsonl, a link to another file, had the run's line appended to
+    that file. Now the link is replaced by the run's own list (removed when the run finishes); the file it
+    pointed at is unchanged."""
+    from maskrcnn.data.pre_annotations.written_files import WrittenFiles
+
+    _image(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / "exports.written.partial.jsonl").symlink_to(victim)
+    assert _predict(checkpoint, out, tmp_path / "in", flags=("--export", "coco", "--no-overlays")) == 0
+    assert victim.read_text() == "precious\n"
+    assert not os.path.lexists(out / "exports.written.partial.jsonl")
+    assert json.loads((out / "exports.written.json").read_text())["files"] == ["coco_instances.json"]
+    # the lists of any folder alike: a link is not followed while the run appends to it
+    (out / "yolo").mkdir()
+    (out / "yolo" / "written.partial.jsonl").symlink_to(victim)
+    written = WrittenFiles(folder=out / "yolo", label="yolo")
+    written.add({"labels/a.txt": "0" * 64})
+    assert victim.read_text() == "precious\n"
+    assert not (out / "yolo" / "written.partial.jsonl").is_symlink()
+    written.finish()
     capsys.readouterr()

@@ -434,11 +434,11 @@ class _OutputFolders:
         """The paths the lists of the run folder ``folder`` name (``written_files.listed_files``); None
         when a list there cannot be read; False when ``folder`` is no run folder holding a list."""
         if folder not in self._lists:
-            from maskrcnn.data.pre_annotations.written_files import list_problems
+            from maskrcnn.data.pre_annotations.written_files import lists_and_problems
 
             record = _record_of(folder)
             holds = folder.name in self._run_folders and any(p.is_file() for p in _lists_at(record))
-            found = list_problems(folder, record) if holds else (False, [])
+            found = lists_and_problems(folder, record) if holds else (False, [])
             self._lists[folder], self._problems[folder] = found
         return self._lists[folder]
 

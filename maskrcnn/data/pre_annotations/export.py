@@ -42,11 +42,14 @@ changed since (a LabelMe file corrected in LabelMe) or one no list names, and re
 files still as written that it does not write again, each said in a line, so that the folder reads back
 as this run's images only. The single files (COCO's, CVAT's, Label Studio's two) are rewritten by every
 run as before, and listed with their hashes in ``OUT/exports.written.json`` (the earlier runs' still as
-written kept in it), so that ``predict`` given a folder holding them tells them from the user's files
-(``single_file_exports``). Where each format writes is checked before predicting
-(``check_export_locations``), and ``--export yolo`` refuses class names holding a line break
-(``to_yolo.check_yolo_names``) then too, and ``cvat`` / ``labelstudio`` refuse class names (``cvat``: image
-names too) holding a character XML 1.0 cannot hold, NUL or ESC (``xml_text``).
+written kept in it; no other name is believed or kept there), so that ``predict`` given a folder holding
+them tells them from the user's files, by name and content: one changed since is the user's
+(``single_file_exports``). A list's killed-run side file (``written.partial.jsonl`` beside it) is
+appended to, never through a link (``written_files``). Where each format writes (its lists and their side
+files too) is checked before predicting (``check_export_locations``), and ``--export yolo`` refuses class
+names holding a line break (``to_yolo.check_yolo_names``) then too, and ``cvat`` / ``labelstudio`` refuse
+class names (``cvat``: image names too) holding a character XML 1.0 cannot hold, NUL or ESC
+(``xml_text``).
 Mask images and cut-outs (``mask_files``) are written image by image as the run goes, from each image's
 own detections and pixels (``--export-min-area`` leaves out small cut-outs); images whose mask files
 would share a name (``a.jpg`` and ``a.png``, also when only one of them is predicted and the other lies
@@ -84,7 +87,14 @@ from maskrcnn.data.pre_annotations.to_yolo import (
     yolo_label_file,
     yolo_labels,
 )
-from maskrcnn.data.pre_annotations.written_files import WrittenFiles, content_hash
+from maskrcnn.data.pre_annotations.written_files import (
+    WRITTEN_FILE,
+    WRITTEN_PARTIAL,
+    WrittenFiles,
+    content_hash,
+    listed_as_written,
+    partial_record,
+)
 from maskrcnn.data.pre_annotations.xml_text import check_xml_names
 from maskrcnn.io_utils import atomic_write_bytes, json_bytes
 from maskrcnn.shell import shell_word
@@ -100,7 +110,8 @@ LABELSTUDIO_FILE, LABELSTUDIO_CONFIG = "labelstudio_tasks.json", "labelstudio_co
 YOLO_DIR, YOLO_YAML = "yolo", "data.yaml"
 LABELME_RECORD = "labelme.written.json"  # the LabelMe files a run wrote (written_files), beside labelme/
 # the single files a run wrote (the formats above but LabelMe's and YOLO's), beside them, with their hashes:
-# so that predict, given a folder holding them, tells them from the user's files (``single_file_exports``)
+# so that predict, given a folder holding them, tells them from the user's files by name and content
+# (``single_file_exports``)
 EXPORTS_RECORD = "exports.written.json"
 SINGLE_FILES = (COCO_FILE, CVAT_FILE, LABELSTUDIO_FILE, LABELSTUDIO_CONFIG)
 
@@ -115,16 +126,22 @@ def export_locations(out_dir: Path, formats: Sequence[str]) -> list:
         "cvat": [(CVAT_FILE, "file")],
         "labelstudio": [(LABELSTUDIO_FILE, "file"), (LABELSTUDIO_CONFIG, "file")],
         "yolo": [(YOLO_DIR, "folder"), (f"{YOLO_DIR}/labels", "folder"), (f"{YOLO_DIR}/{YOLO_YAML}", "file"),
-                 (f"{YOLO_DIR}/labels/classes.txt", "file")],
-        "masks": [("masks", "folder")],
-        "cutouts": [("cutouts", "folder")],
+                 (f"{YOLO_DIR}/labels/classes.txt", "file"), (f"{YOLO_DIR}/{WRITTEN_FILE}", "file"),
+                 (f"{YOLO_DIR}/{WRITTEN_PARTIAL}", "file")],
+        "masks": [("masks", "folder"), (f"masks/{WRITTEN_FILE}", "file"),
+                  (f"masks/{WRITTEN_PARTIAL}", "file")],
+        "cutouts": [("cutouts", "folder"), (f"cutouts/{WRITTEN_FILE}", "file"),
+                    (f"cutouts/{WRITTEN_PARTIAL}", "file")],
     }
+    # the lists of what a run wrote, and the killed run's beside each (a folder there failed the run at its
+    # end, after every image was predicted)
+    where["labelme"].append((partial_record(Path(LABELME_RECORD)).as_posix(), "file"))
     for fmt in ("coco", "cvat", "labelstudio"):
-        where[fmt].append((EXPORTS_RECORD, "file"))
+        where[fmt] += [(EXPORTS_RECORD, "file"), (partial_record(Path(EXPORTS_RECORD)).as_posix(), "file")]
     found, seen = [], set()
     for fmt in formats:
         for rel, kind in where.get(fmt, ()):
-            if rel not in seen:  # the record of the single files: said once, under the first format
+            if rel not in seen:  # the records of the single files: said once, under the first format
                 seen.add(rel)
                 found.append((out_dir / rel, fmt, kind))
     return found
@@ -132,19 +149,19 @@ def export_locations(out_dir: Path, formats: Sequence[str]) -> list:
 
 def single_file_exports(folder: Path) -> Optional[set]:
     """The names of the single-file exports (``SINGLE_FILES``) that a run recorded writing in ``folder``
-    (``EXPORTS_RECORD``, or a killed run's list beside it), with the record's own names when it can be
-    read; None where there is no record or it cannot be read (nothing is then taken for a run's: the
-    folder may be the user's images folder). A record naming other files is not believed for them."""
-    from maskrcnn.data.pre_annotations.written_files import list_problems, partial_record
-
+    (``EXPORTS_RECORD``, or a killed run's list beside it) and that still hold what it wrote (the recorded
+    hash: a coco_instances.json of the user's saved there since is theirs), with the record's own names
+    when it can be read; None where there is no record or it cannot be read (nothing is then taken for a
+    run's: the folder may be the user's images folder). A record naming other files is not believed for
+    them (nor are they read)."""
     record = Path(folder) / EXPORTS_RECORD
     lists = (record, partial_record(record))
     if not any(p.is_file() for p in lists):
         return None
-    listed = list_problems(Path(folder), record)[0]
-    if listed is None:
+    ours = listed_as_written(Path(folder), record, SINGLE_FILES)
+    if ours is None:
         return None
-    return {name for name in listed if name in SINGLE_FILES} | {p.name for p in lists}
+    return ours | {p.name for p in lists}
 
 
 def check_export_locations(out_dir: Path, formats: Sequence[str]) -> None:
@@ -406,7 +423,7 @@ class PreAnnotationExport:
         for fmt in self.formats:
             if fmt in ("coco", "cvat", "labelstudio") and singles is None:
                 singles = WrittenFiles(folder=self.out_dir, label="exports", suffixes=(".json", ".xml"),
-                                       record=self.out_dir / EXPORTS_RECORD,
+                                       record=self.out_dir / EXPORTS_RECORD, names=SINGLE_FILES,
                                        unreadable_means=f"{EXPORTS_RECORD} is written anew, of this run's "
                                                         "files only")
             if fmt == "coco":
@@ -438,7 +455,8 @@ class PreAnnotationExport:
                 written.append(self.mask_files.finish(fmt, replace=replace, partial=partial))
         if singles is not None:
             # the earlier runs' single files still as written stay listed: a run exporting coco alone
-            # leaves the cvat file of the run before, which is no more the user's than it was
+            # leaves the cvat file of the run before, which is no more the user's than it was (only those
+            # names: ``names`` above drops whatever else a stale or hostile list names)
             singles.finish(replace=False)
         return written
 

@@ -35,7 +35,8 @@ from typing import Dict, Iterable, Optional, Set, Union
 
 from maskrcnn.io_utils import atomic_write_bytes, atomic_write_json
 
-__all__ = ["WRITTEN_FILE", "WRITTEN_PARTIAL", "WrittenFiles"]
+__all__ = ["WRITTEN_FILE", "WRITTEN_PARTIAL", "WrittenFiles", "listed_as_written", "listed_files",
+           "lists_and_problems", "partial_record", "read_written"]
 
 WRITTEN_FILE, WRITTEN_PARTIAL = "written.json", "written.partial.jsonl"
 SHOWN_NAMES = 3  # files named in a kept line; the rest counted
@@ -63,7 +64,8 @@ class WrittenFiles:
 
     def __init__(self, *, folder: Path, label: str, prefix: str = "pre-annotations",
                  also_earlier: Iterable[str] = (), suffixes: Iterable[str] = (".png",),
-                 record: Optional[Path] = None, unreadable_means: Optional[str] = None):
+                 record: Optional[Path] = None, unreadable_means: Optional[str] = None,
+                 names: Optional[Iterable[str]] = None):
         """``label``: how the lines name the folder's files ("masks", "cutouts"); ``prefix``: the command
         the lines are from; ``also_earlier``: more earlier runs' files, listed elsewhere (a report from
         before ``written.json``), taken only when the lists here can be read: with one that cannot,
@@ -72,7 +74,9 @@ class WrittenFiles:
         None), the killed run's list beside it (``<name>.partial.jsonl``); ``unreadable_means``: what the
         line saying a list cannot be read says follows from it (by default that no earlier file is removed
         or written over; a caller that writes its files whatever the list says, the single-file exports,
-        says its own)."""
+        says its own); ``names``: the only paths this folder's runs write (the single-file exports'): an
+        earlier list naming another (a stale or hostile one: ``../elsewhere.json``) is not believed for it,
+        so it is neither read, removed nor listed again."""
         self.folder, self.label, self.prefix = Path(folder), label, prefix
         self.suffixes = tuple(s.lower() for s in suffixes)
         self.record = Path(record) if record is not None else self.folder / WRITTEN_FILE
@@ -81,6 +85,11 @@ class WrittenFiles:
         # earlier_stamps: {path listed without a hash: the time (ns) of the list naming it}
         self.earlier, self.readable, self.earlier_hashes, self.earlier_stamps = _read_lists(
             self.record, self.partial_record, label=label, prefix=prefix, means=unreadable_means)
+        if names is not None:
+            allowed = set(names)
+            self.earlier &= allowed
+            self.earlier_hashes = {p: h for p, h in self.earlier_hashes.items() if p in allowed}
+            self.earlier_stamps = {p: t for p, t in self.earlier_stamps.items() if p in allowed}
         # also_earlier's (a report that predates the lists, of overlays drawn from the data: nobody
         # edits them) are ours as they are, listed without a hash or a time
         self.also_earlier = set(also_earlier) if self.readable else set()
@@ -101,7 +110,7 @@ class WrittenFiles:
         if self._partial is None:
             self.partial_record.parent.mkdir(parents=True, exist_ok=True)
             # appended to: a killed run's list stays in it until a run finishes
-            self._partial = open(self.partial_record, "a", encoding="utf-8", errors="surrogateescape")
+            self._partial = _open_appending(self.partial_record)
         self._partial.write(json.dumps({p: hashes[p] for p in paths} if hashes else paths) + "\n")
         self._partial.flush()
         self.files.update(paths)
@@ -203,6 +212,17 @@ class WrittenFiles:
         return removed
 
 
+def _open_appending(path: Path):
+    """``path`` opened to append text to, never through a link: a link there (left by someone else,
+    pointing at a file of theirs) is removed first, and the open itself refuses one made meanwhile (where
+    the system can say so: ``O_NOFOLLOW``); the list is then a new file of ours."""
+    if os.path.islink(path):
+        path.unlink()  # its own name in the run's folder: the file it points at is left as it was
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o666)
+    return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape")
+
+
 def _partial_name(record: Path) -> str:
     """The killed run's list beside ``record``: written.json -> written.partial.jsonl."""
     return (record.name[:-len(".json")] if record.name.endswith(".json") else record.name) + ".partial.jsonl"
@@ -256,16 +276,27 @@ def listed_files(folder: Path, record: Optional[Path] = None) -> Optional[Set[st
     ``record``: the list kept elsewhere, as ``WrittenFiles`` takes it), relative to it, said nowhere; None
     when a list there cannot be read (``read_written`` says why): ``predict`` then takes the whole folder
     for a run's, as it cannot tell which of its files are."""
-    return list_problems(folder, record)[0]
+    return lists_and_problems(folder, record)[0]
 
 
-def list_problems(folder: Path, record: Optional[Path] = None) -> tuple:
+def lists_and_problems(folder: Path, record: Optional[Path] = None) -> tuple:
     """``(listed_files(folder, record), problems)``: ``problems``, ``(list file, what is wrong)`` for each
     list there that cannot be read (a parse error with its line and column), for a caller that says
     why a folder's files cannot be told apart (``predict``'s line of the images it left out)."""
     record = Path(record) if record is not None else folder / WRITTEN_FILE
     found, problems, _, _ = _parse_lists(record, partial_record(record))
     return (None if problems else found), problems
+
+
+def listed_as_written(folder: Path, record: Path, names: Iterable[str]) -> Optional[Set[str]]:
+    """Of ``names`` (paths relative to ``folder``), those the list ``record`` (or a killed run's beside it)
+    names and that still hold what was written there (``_as_written``: the recorded hash; listed without
+    one, not modified after the list): a file of that name saved there since is the user's. Only
+    ``names`` are looked at, whatever else a list names; None when a list cannot be read."""
+    found, problems, hashes, stamps = _parse_lists(Path(record), partial_record(Path(record)))
+    if problems:
+        return None
+    return {n for n in names if n in found and _as_written(Path(folder) / n, n, hashes, stamps)}
 
 
 def _read_lists(final: Path, partial: Path, *, label: str, prefix: str, means: Optional[str] = None) -> tuple:
