@@ -178,7 +178,7 @@ def inference_weights(spec, *, config: Optional[str] = None, overrides: Optional
         raise CheckpointError(f"{path}: the weights of this library's model without the config that says how "
                               f"to build it: {config_how or CONFIG_HOW_LIBRARY}")
     sd, found_notes = found
-    ckpt, config_notes = _with_config(path, sd, config, overrides)
+    ckpt, config_notes = _with_config(path, sd, config, overrides, overrides_word=overrides_word)
     return ckpt, [*notes, *found_notes, *config_notes, *_dtype_notes(ckpt["model"])]
 
 
@@ -191,22 +191,26 @@ def _dtype_notes(state: dict) -> list:
     return [note] if note else []
 
 
-def _with_config(path, sd: dict, config: str, overrides: Optional[dict]) -> tuple:
-    """A bare state dict of ours as a checkpoint of the model ``config`` describes, strictly fitting."""
+def _with_config(path, sd: dict, config: str, overrides: Optional[dict], *,
+                 overrides_word: str = "overrides=") -> tuple:
+    """A bare state dict of ours as a checkpoint of the model ``config`` describes, strictly fitting;
+    ``config`` named as the caller whose overrides are ``overrides_word`` names it (``word_beside``)."""
     from maskrcnn.config import load_config
+    from maskrcnn.engine.caller_words import word_beside, written
 
     cfg = load_config(config, overrides or None, stored=True)  # (no training checks: nothing is trained)
     ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg.to_dict(),
             "class_names": list(cfg.data.class_names), "model": sd}
     ckpt = check_checkpoint(path, ckpt)
-    check_class_names(f"--config {config}", ckpt)  # (the names are the config's: it is named)
-    refuse_misfit(path, ckpt["model"], cfg, described=f"--config {config} describes")
+    named = written(word_beside(overrides_word, "--config"), config)  # "--config X" or "config='X'"
+    check_class_names(named, ckpt)  # (the names are the config's: it is named)
+    refuse_misfit(path, ckpt["model"], cfg, described=f"{named} describes")
     notes = []
     if not cfg.data.class_names:
         k = int(cfg.model.num_classes) - 1
-        named = "class is named class1" if k == 1 else f"classes are named class1..class{k}"
-        notes.append(f"no class names stored: its {k} {named} (data.class_names in a --config YAML "
-                     "names them)")
+        which = "class is named class1" if k == 1 else f"classes are named class1..class{k}"
+        notes.append(f"no class names stored: its {k} {which} (data.class_names in a "
+                     f"{word_beside(overrides_word, '--config')} YAML names them)")
     return ckpt, notes
 
 

@@ -229,8 +229,11 @@ def damaged_pickle_message(path) -> Optional[str]:
         return None
     reason, at_end, at, length_damage = fault
     size = os.path.getsize(path)
-    if at_end and length_damage:  # out of bytes, but because a whole file's length field asks too much
-        what = f"a corrupt pickle: damaged at byte {at} of {size} ({length_damage})"
+    if at_end and length_damage and length_damage[0]:  # out of bytes because a length field asks too much
+        what = f"a corrupt pickle: damaged at byte {at} of {size} ({length_damage[1]})"
+    elif at_end and length_damage:  # a cut or a damaged length: nothing in the file tells them apart
+        what = (f"a truncated or corrupt pickle (its data stops at byte {size}, before the pickle's end: cut "
+                f"off, or a damaged length field: {length_damage[1]})")
     elif at_end:  # the reader ran out of bytes mid-opcode (whatever genops' words for that opcode's kind)
         what = f"a truncated or corrupt pickle (its data stops at byte {size}, before the pickle's end: a " \
                "cut-off download or copy)"
@@ -250,15 +253,16 @@ def damaged_pickle_message(path) -> Optional[str]:
 def _pickle_fault(path, strings: list) -> Optional[tuple]:
     """(why the pickle stream of ``path`` does not read to its STOP, in genops' words; whether the reading
     had used up the file when it failed: a cut, not damage; the offset of the opcode that could not be
-    read; ``_length_damage``'s words when that opcode's length field, not a cut, ran it out of the file),
-    None when it reads to its STOP or the file cannot be opened; the first ``_MAX_STRINGS`` strings read
-    are appended to ``strings``."""
+    read; ``_length_damage``'s verdict when that opcode's length field ran it out of the file), None when
+    it reads to its STOP or the file cannot be opened; the first ``_MAX_STRINGS`` strings read are
+    appended to ``strings``."""
     try:
-        f = open(path, "rb")
+        raw = open(path, "rb")
     except OSError:
         return None
-    with f:
-        size = os.fstat(f.fileno()).st_size
+    with raw:
+        size = os.fstat(raw.fileno()).st_size
+        f = _Capped(raw, size)
         at = 0  # where the next opcode starts: genops' error comes before it yields the opcode it failed on
         frame = None  # (start, end) of the last FRAME (protocol 4+): the bytes it says it holds
         try:
@@ -287,13 +291,39 @@ _LENGTH_BYTES = {pickletools.TAKEN_FROM_ARGUMENT1: ("<B", 1), pickletools.TAKEN_
                  pickletools.TAKEN_FROM_ARGUMENT4U: ("<I", 4), pickletools.TAKEN_FROM_ARGUMENT8U: ("<Q", 8)}
 
 
-def _length_damage(f, at: int, size: int, frame) -> Optional[str]:
-    """Why the opcode at ``at`` of a file of ``size`` bytes ran the reader out of it though the file is
-    whole, or None when nothing says it is (a cut, then). Its length field asks for more than (1) the
-    frame it lies in, a frame whole in the file (protocol 4+: a cut cannot leave a frame whole and its
-    contents short), or (2) the whole file, which ends with STOP as a whole pickle does (a cut ending on
-    that one byte and inside a string longer than the file is left as a cut's chance of ~1/256 only
-    there)."""
+class _Capped:
+    """A file whose reads ask for no more than it holds: genops reads a length-prefixed argument with
+    ``f.read(length)``, which allocates the whole length first, so a damaged 8-byte length (2**50) was a
+    MemoryError, not the short read a damaged or cut file is."""
+
+    def __init__(self, f, size: int):
+        self._f, self._size = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self._size - self._f.tell())
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self) -> bytes:
+        return self._f.readline()
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, *args) -> int:
+        return self._f.seek(*args)
+
+
+# no checkpoint's string or bytes argument is this long: a length field asking for more is damaged
+_MAX_ARGUMENT = 2 ** 40
+
+
+def _length_damage(f, at: int, size: int, frame) -> Optional[tuple]:
+    """``(certain, words)`` for the opcode at ``at`` of a file of ``size`` bytes whose length field ran
+    the reader out of the file, or None when nothing points at that field (a cut, then). Certain damage:
+    it asks for more than (1) the frame it lies in, a frame whole in the file (protocol 4+: a cut cannot
+    leave a frame whole and its contents short), or (2) a terabyte. Either (certain False): it asks for
+    more than the whole file, which ends with STOP as a whole pickle does; a cut inside a long text ends
+    on that byte (".") as often, so that file is said to be one or the other."""
     f.seek(at)
     op = pickletools.code2op.get(f.read(1).decode("latin-1"))
     form = _LENGTH_BYTES.get(op.arg.n) if op is not None and op.arg is not None else None
@@ -305,12 +335,15 @@ def _length_damage(f, at: int, size: int, frame) -> Optional[str]:
     asked = struct.unpack(form[0], field)[0]
     end = at + 1 + form[1] + asked
     if frame is not None and frame[0] <= at < frame[1] <= size and end > frame[1]:
-        return (f"its {op.name} asks for {asked} bytes, more than its frame holds, and the frame is whole in "
-                "the file: a damaged length field, not a cut")
+        return True, (f"its {op.name} asks for {asked} bytes, more than its frame holds, and the frame is "
+                      "whole in the file: a damaged length field, not a cut")
+    if asked > _MAX_ARGUMENT:
+        return True, (f"its {op.name} asks for {asked} bytes, more than a terabyte, which no checkpoint's "
+                      "string holds: a damaged length field, not a cut")
     f.seek(size - 1)
     if asked > size and f.read(1) == pickle.STOP:
-        return (f"its {op.name} asks for {asked} bytes, more than the whole file holds, and the file ends as "
-                "a whole pickle does: a damaged length field, not a cut")
+        return False, (f"its {op.name} at byte {at} asks for {asked} bytes, more than the whole file holds, "
+                       "and the file ends with the byte a whole pickle ends with")
     return None
 
 

@@ -734,13 +734,16 @@ class Predictor:
         if overrides is not None:
             check_overrides(overrides)
         if is_onnx_file(path):
+            from maskrcnn.engine.caller_words import word_beside
+
             kwargs.pop("config_how", None)
-            kwargs.pop("overrides_word", None)
+            # named as the caller named them: a command passes "--set", the library's are keywords
+            word = kwargs.pop("overrides_word", None) or "overrides="
             if kwargs.pop("config", None) is not None:
-                raise ValueError(f"{path}: --config is for a bare state dict; an exported ONNX file holds "
-                                 "its config")
+                raise ValueError(f"{path}: {word_beside(word, '--config')} is for a bare state dict; an "
+                                 "exported ONNX file holds its config")
             if overrides:
-                raise ValueError(f"{path}: config overrides (--set) do not apply to an exported ONNX file; "
+                raise ValueError(f"{path}: config overrides ({word}) do not apply to an exported ONNX file; "
                                  "override them when exporting the checkpoint")
             for key in ("dtype", "threads", "int8"):
                 if kwargs.get(key) is None:

@@ -97,5 +97,5 @@ def test_the_one_class_note_is_singular(tmp_path):
     data["data"]["class_names"] = []
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(data))
     _ckpt, notes = inference_weights(tmp_path / "bare.pth", config=str(tmp_path / "one.yaml"))
-    assert "no class names stored: its 1 class is named class1 (data.class_names in a --config YAML names " \
+    assert "no class names stored: its 1 class is named class1 (data.class_names in a config= YAML names " \
            "them)" in notes, notes

@@ -82,7 +82,7 @@ def test_bare_state_dict_with_config_predicts_as_its_checkpoint(bare, tmp_path, 
     assert predictor.class_names == ["__background__", "class1", "class2"]
     assert predictor.weights_notes == [
         "dropped the prefix 'model.' every key had (a DataParallel / LightningModule wrapper)",
-        "no class names stored: its 2 classes are named class1..class2 (data.class_names in a --config YAML "
+        "no class names stored: its 2 classes are named class1..class2 (data.class_names in a config= YAML "
         "names them)"]
 
 
@@ -122,8 +122,12 @@ def test_config_that_does_not_fit_names_the_first_key_and_both_shapes(bare, tmp_
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(CheckpointError) as e:
         Predictor.from_checkpoint(path, device="cpu", config=str(tmp_path / "two.yaml"))
-    assert str(e.value).startswith(f"--config {tmp_path / 'two.yaml'}: 'class_names' has 2 names for a model "
-                                   "with num_classes=3")
+    # (in the library's words: Predictor's keyword, not the command's --config)
+    assert str(e.value).startswith(f"config={str(tmp_path / 'two.yaml')!r}: 'class_names' has 2 names for a "
+                                   "model with num_classes=3"), str(e.value)
+    assert main(["predict", "--weights", str(path), str(bare / "a.png"), "--output", str(tmp_path / "o2"),
+                 "--config", str(tmp_path / "two.yaml"), "--device", "cpu"]) == 1
+    assert f"--config {tmp_path / 'two.yaml'}: 'class_names' has 2 names" in capsys.readouterr().err
     # a checkpoint holds its config: --config is refused for it, not silently ignored
     assert main(["predict", "--weights", str(bare / "ckpt.pth"), str(bare / "a.png"), "--output",
                  str(tmp_path / "o"), "--config", "r18_fpn"]) == 1
@@ -329,3 +333,23 @@ def test_another_librarys_file_keeps_hash_ema_and_says_config_does_not_apply(tmp
     assert str(e.value) == (f"{path}: not a maskrcnn checkpoint (a torchvision checkpoint: maskrcnn convert "
                             f"--from torchvision {path} OUT.pth) (--config applies only to a bare state dict "
                             "of this library's model)")
+
+
+def test_from_weights_names_its_own_keywords_for_an_onnx_file(tmp_path):
+    """Predictor.from_weights refused config= / overrides= for an ONNX file in the command's words
+    (--config, --set), which a notebook never typed."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"\x08\x07")  # refused before the file is read
+    with pytest.raises(ValueError) as e:
+        Predictor.from_weights(path, config="r18_fpn", device="cpu")
+    assert str(e.value) == f"{path}: config= is for a bare state dict; an exported ONNX file holds its config"
+    with pytest.raises(ValueError) as e:
+        Predictor.from_weights(path, overrides={"model.roi_heads.score_thresh": 0.3}, device="cpu")
+    assert str(e.value) == (f"{path}: config overrides (overrides=) do not apply to an exported ONNX file; "
+                            "override them when exporting the checkpoint")
+    # a command passes its own words (weights_args): its options stay
+    with pytest.raises(ValueError, match=r": --config is for a bare state dict"):
+        Predictor.from_weights(path, config="r18_fpn", overrides_word="--set", device="cpu")
+    with pytest.raises(ValueError, match=r"config overrides \(--set\) do not apply"):
+        Predictor.from_weights(path, overrides={"model.roi_heads.score_thresh": 0.3}, overrides_word="--set",
+                               device="cpu")

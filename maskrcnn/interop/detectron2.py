@@ -164,6 +164,13 @@ def _read_pickle(path: Path):
             raise
         except ObjectDtypeError as e:
             raise ConversionError(f"{path}: {e}") from None
+        except MemoryError:  # pickle allocates what a length field asks for: a damaged one (2**50) lands here
+            from maskrcnn.checkpoint_refusal import damaged_pickle_message
+
+            damaged = damaged_pickle_message(path)
+            if damaged is None:  # a whole file, too big for this machine's memory
+                raise
+            raise ConversionError(damaged) from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
             if path.stat().st_size == 0:
                 raise ConversionError(f"{path} is empty (0 bytes)") from None
