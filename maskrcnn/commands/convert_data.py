@@ -36,13 +36,14 @@ labels met (CVAT: and those its ``<meta>`` lists), sorted by name and numbered f
 ``--classes`` in the order given (use it when converting splits apart, so that a class missing from one
 split does not shift the ids of the others).
 
-An existing OUT.json that is one of the files the conversion reads (a LabelMe / VIA / Label Studio JSON,
-the CVAT XML, a YOLO YAML, list or label file, a VOC split list, XML or PNG, a Cityscapes instanceIds
-PNG or polygons JSON: the same file by any spelling; each reader records the files it reads) is refused
-before anything is written: the COCO file would replace the user's labels. Any other file under SRC
-(a notes.txt, the labels of a split not converted) is no source file. This command's own
-earlier output in the folder (a COCO instances file, told by its content) is left out instead, with one
-line, so that a re-run works (``data/formats/output_guard.py``). OUT's folder is checked for writes
+An existing OUT.json under a folder the source is read from (the folder SRC; a YOLO YAML's ``path:``
+root and split folders) is refused before reading, whatever it holds (a label file, an image, a VOC
+val.txt, a Cityscapes polygons JSON, a notes.txt: the COCO file would replace the user's data); one
+outside them that is a file the conversion opens (a link or hard link to a label file or an image) is
+refused as that file is opened. Nothing is written either way; a new file name under SRC is fine.
+This command's own earlier output in the folder (a COCO instances file, told by its content) is
+replaced instead (a LabelMe / VIA / Label Studio folder: left out of the reading, with one
+line), so that a re-run works (``data/formats/output_guard.py``). OUT's folder is checked for writes
 first, naming ``--output``.
 
 Each record that cannot be converted is printed naming its file and record and skipped; the counts
@@ -170,7 +171,8 @@ def _cityscapes(args, src: Path, out: Path, report, description: str):
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: no such folder (the Cityscapes root)")
     split = args.split or "train"
-    builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})")
+    builder = CocoBuilder(root=src, categories=CATEGORIES, description=f"{description} ({split})",
+                          guard=report.guard)
     read_cityscapes(src, split=split, builder=builder, report=report)
     return builder
 
@@ -183,7 +185,8 @@ def _voc(args, src: Path, out: Path, report, description: str):
         raise FileNotFoundError(f"{src}: no such folder (the VOC folder holding JPEGImages/)")
     classes = voc_classes(src, [name for _, name in _fixed_categories(args.classes) or []] or None,
                           report=report)
-    builder = CocoBuilder(root=src, categories=classes.categories, description=description)
+    builder = CocoBuilder(root=src, categories=classes.categories, description=description,
+                          guard=report.guard)
     read_voc(src, split=args.split, classes=classes, builder=builder, report=report,
              boxes_as_masks=bool(args.boxes_as_masks))
     return builder
@@ -205,7 +208,8 @@ def _cvat(args, src: Path, out: Path, report, description: str):
         report.tell(xml_path.name, f"images looked for under {recorded} (the folder predict recorded in it)")
     elif why is not None:
         report.tell(xml_path.name, recorded_folder_unusable("its recorded images folder", why))
-    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description)
+    builder = CocoBuilder(root=root, categories=_fixed_categories(args.classes), description=description,
+                          guard=report.guard)
     read_cvat(xml_path, builder=builder, report=report, split=args.split)
     return builder
 
@@ -224,7 +228,8 @@ def _labelstudio(args, src: Path, out: Path, report, description: str):
 
     root, files = _source_json_files(args, src, out, report)
     images = _images_folder(args) or root
-    builder = CocoBuilder(root=images, categories=_fixed_categories(args.classes), description=description)
+    builder = CocoBuilder(root=images, categories=_fixed_categories(args.classes), description=description,
+                          guard=report.guard)
     used = read_labelstudio(files, builder=builder, report=report, images=images, names_from=root,
                             use_predictions=bool(args.ls_use_predictions), recorded=args.images is None)
     folders = set(used.values())
@@ -240,7 +245,7 @@ def _labelme(args, src: Path, out: Path, report, description: str):
     root, files = _source_json_files(args, src, out, report)
     images = _images_folder(args)
     builder = CocoBuilder(root=images or root, categories=_fixed_categories(args.classes),
-                          description=description)
+                          description=description, guard=report.guard)
     embedded = out.parent / f"{out.stem}_images"
     read_labelme(files, builder=builder, report=report, embedded_dir=embedded, json_root=root, images=images)
     inside = f"{builder.relative(embedded)}/"
@@ -256,7 +261,7 @@ def _via(args, src: Path, out: Path, report, description: str):
     root, files = _source_json_files(args, src, out, report)
     images = _images_folder(args)
     builder = CocoBuilder(root=images or root, categories=_fixed_categories(args.classes),
-                          description=description)
+                          description=description, guard=report.guard)
     read_via(files, builder=builder, report=report, class_attribute=args.class_attribute,
              class_name=args.class_name, images=images)
     return builder
@@ -275,7 +280,7 @@ def _convert(args, out: Path, report):
 def run(args) -> int:
     from maskrcnn.data.formats.common import Report, warn_label_case, write_json
     from maskrcnn.data.formats.left_out import left_out_line
-    from maskrcnn.data.formats.output_guard import check_read
+    from maskrcnn.data.formats.output_guard import FileGuard, OutputIsSource, check_under_roots
     from maskrcnn.io_utils import check_output_dir, check_output_file
 
     _check_options(args)
@@ -285,11 +290,15 @@ def run(args) -> int:
     check_output_dir(out.parent, f"--output {args.output}: its folder")
     # an image not found where the file's names point: the images may be elsewhere, which --images says
     hint = args.images is None and args.source_format in IMAGES_FORMATS
-    report = Report(stream=sys.stderr, hints={"missing_image": IMAGES_HINT} if hint else None)
-    builder = _convert(args, out, report)
-    # --output one of the very files read (YOLO, VOC and Cityscapes find theirs as they read): refused
-    # now, before anything is written (the JSON formats and CVAT were checked before reading too)
-    check_read(out, report.read_files, src=Path(args.src), source_format=args.source_format)
+    # an existing --output under the folders the source is read from: the user's data, refused before
+    # reading; one outside them that is a file read (a link): refused as that file is opened
+    check_under_roots(out, src=Path(args.src), source_format=args.source_format)
+    guard = FileGuard(output=out, src=Path(args.src), source_format=args.source_format)
+    report = Report(stream=sys.stderr, hints={"missing_image": IMAGES_HINT} if hint else None, guard=guard)
+    try:
+        builder = _convert(args, out, report)
+    except OutputIsSource as e:  # said as the command's other refusals are
+        raise ValueError(str(e)) from None
     warn_label_case(builder, report, str(args.src))  # "Cat" beside "cat": one warning naming them
     print(report.summary(), file=sys.stderr)
     if not builder.images:

@@ -15,7 +15,8 @@ The image records that name one file (an export listing a picture once per task;
 with ``--images`` the rule merge-data and show-data use (the file's real path: ``data/file_keys.py``);
 without, by name (an absolute or '..' path goes with the record whose name is the longest end of it,
 said in its own line as the guess it is; two such paths of one kind that differ, '/d/a/x.png' and
-'/e/b/x.png', are two pictures: neither goes with 'x.png', said in a line).
+'/e/b/x.png', go with 'x.png' too: at most one of them is it, but leaving that one apart would put one
+picture in two parts; said in a line, --images tells them apart).
 Same file and seed, same split, on any machine. Every part keeps the full ``categories`` list, ``info``
 and ``licenses``, and the image and annotation ids. Prints images and instances per class per part and
 warns, by name, of each class left without an instance in some part. The files are written atomically,
@@ -159,12 +160,12 @@ def run(args) -> int:
                           f"{len(names)} parts: at least {len(names) - groups} part(s) are empty",
                           stacklevel=1)
     # which file each record names: merge-data's and show-data's rule where the folder is known
-    joined, apart = [], {}
+    joined, crowded = [], {}
     if args.images is not None:
         files = [file_key(img["file_name"], args.images) for img in coco["images"]]
         written = files
     else:  # by name: an absolute or '..' name taken for the plain one that is its end, said below
-        files, joined, apart = written_file_matches([img["file_name"] for img in coco["images"]])
+        files, joined, crowded = written_file_matches([img["file_name"] for img in coco["images"]])
         written = [file_key(img["file_name"]) for img in coco["images"]]
     parts = split_by_keys(coco, keys, fractions=fractions, names=names, seed=args.seed, files=files)
     twins: dict = {}  # file -> the ids of its records, where more than one (names alike, or one real path)
@@ -181,11 +182,12 @@ def run(args) -> int:
         print(f"{src}: {len(joined)} absolute or '..' file_name(s) kept in one part with the record whose "
               f"name is their end, taken for one file as the image folder is not known (e.g. "
               f"{display_name(name)} with {display_name(end)}); --images FOLDER compares the files")
-    if apart:
-        end, outs = next(iter(apart.items()))
-        print(f"{src}: {sum(map(len, apart.values()))} absolute or '..' file_name(s) left apart: different "
-              f"ones end in one name (e.g. {', '.join(map(display_name, outs[:3]))} end in "
-              f"{display_name(end)}), at most one of them its file; --images FOLDER tells which")
+    if crowded:  # kept together (a leak is worse than fractions a little off), said as the guess it is
+        end, outs = next(iter(crowded.items()))
+        count = sum(len(o) + 1 for o in crowded.values())  # the different names and the one they end in
+        which = f"at most one of {', '.join(map(display_name, outs[:3]))} is {display_name(end)}"
+        kept = "in one part" if len(crowded) == 1 else "each with the name they end in, e.g."
+        print(f"{src}: {count} names kept together {kept}: {which}; --images FOLDER tells them apart")
     if unmatched:
         warnings.warn(f"--group-by {args.group_by!r} matched no part of {unmatched} file_name(s): each of "
                       f"those images is a group of its own" + _separator_hint(coco["images"], keys),

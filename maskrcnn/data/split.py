@@ -15,8 +15,9 @@ data", ECML PKDD 2011), over units instead of single images:
   and in val is the leak ``group_by`` exists to prevent. Which file a record names is ``files`` where
   the caller knows the image folder (``file_key(name, folder)``: the real path, merge-data's and
   show-data's rule), else its name (``written_file_keys``: separators alike, the path normalised, and
-  an absolute or '..' path one with the record whose name is the longest end of it, unless different
-  such paths end in that name: two pictures, never joined);
+  an absolute or '..' path one with the record whose name is the longest end of it, also where several
+  different such paths end in that name: at most one of them is that file, but one of them may be, and
+  keeping files together only shifts the fractions);
 - units without any instance (images without annotations, or only crowd regions) go last, each to the
   part wanting the most images, so they too spread by the fractions;
 - a part left without any unit while another holds several (few units: every one went to the part
@@ -207,17 +208,16 @@ def written_file_keys(file_names: Sequence[str]) -> list:
 
 
 def written_file_matches(file_names: Sequence[str]) -> tuple:
-    """(keys, joined, apart) for names whose image folder is not known. keys: ``file_key`` of each name,
-    and for an absolute path ('/data/img/a.png', 'C:\\data\\img\\a.png') or one with '..'
+    """(keys, joined, crowded) for names whose image folder is not known. keys: ``file_key`` of each
+    name, and for an absolute path ('/data/img/a.png', 'C:\\data\\img\\a.png') or one with '..'
     ('../img/a.png') the longest end of it (whole parts) that another record writes plainly ('a.png',
     'img/a.png'): the folder those are relative to is unknown, and two records of one file split apart
-    are a leak, where two files kept together only shift the fractions a little. Not when two names of
-    one kind (two absolute paths, two '..' paths: ``_kind``) that differ end in one plain name
-    ('/d/a/x.png' and '/e/b/x.png', both 'x.png'): they are two pictures, at most one of them that file,
-    and joining them put different pictures in one unit called one file; each of the names ending there
-    keeps its own key. ('../img/x.png' and '/data/img/x.png' may be one file: joined.) joined: [(key, the
-    plain key it was taken for)] in file order, one per distinct key; apart: {plain key: [the keys
-    ending in it]}."""
+    are a leak, where two files kept together only shift the fractions a little. So also when two names
+    of one kind (two absolute paths, two '..' paths: ``_kind``) that differ end in one plain name
+    ('/d/a/x.png' and '/e/b/x.png', both 'x.png'): at most one of them is that file, yet either may be,
+    and leaving them apart could put one picture in train and val; all are kept in one unit, and the
+    caller says so. joined: [(key, the plain key it was taken for)] in file order, one per distinct key,
+    those of ``crowded`` left out; crowded: {plain key: [the different keys of one kind ending in it]}."""
     keys = [file_key(name) for name in file_names]
     plain = {k for k in keys if not _outside(k)}
     ends: dict = {}  # an absolute or '..' key -> the plain key that is its longest end
@@ -230,10 +230,10 @@ def written_file_matches(file_names: Sequence[str]) -> tuple:
     for key, end in ends.items():
         if end is not None:
             sharing.setdefault(end, []).append(key)
-    apart = {end: outs for end, outs in sharing.items() if _two_files(outs)}
-    joined = [(key, end) for key, end in ends.items() if end is not None and end not in apart]
-    taken = dict(joined)
-    return [taken.get(key, key) for key in keys], joined, apart
+    crowded = {end: outs for end, outs in sharing.items() if _two_files(outs)}
+    taken = {key: end for key, end in ends.items() if end is not None}
+    joined = [(key, end) for key, end in taken.items() if end not in crowded]
+    return [taken.get(key, key) for key in keys], joined, crowded
 
 
 def _kind(key: str) -> str:

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,6 +46,10 @@ def _labelme(folder, names="ab", embedded=False):
     return folder
 
 
+def _under(root):
+    return f"a file under {root}, a folder the"
+
+
 def _refused(capsys, shown, *, what="one of the source's labelme annotation files"):
     err = capsys.readouterr().err
     assert f"error: --output {shown}: is {what}" in err, err
@@ -58,21 +63,25 @@ def test_an_output_that_is_a_labelme_file_of_the_folder_is_refused_by_any_spelli
     before = (src / "b.json").read_bytes()
     (tmp_path / "link.json").symlink_to(src / "b.json")
     os.link(src / "b.json", tmp_path / "hard.json")
-    spellings = [src / "b.json", src / "new" / ".." / "b.json", tmp_path / "link.json",
-                 tmp_path / "hard.json"]
-    for out in spellings:
+    # under the folder SRC (as spelt or once the link is followed): refused before reading; a hard link
+    # outside it: as the file is opened
+    spellings = [(src / "b.json", _under(src)), (src / "new" / ".." / "b.json", _under(src)),
+                 (tmp_path / "link.json", _under(src)),
+                 (tmp_path / "hard.json", "one of the source's labelme annotation files")]
+    for out, what in spellings:
         assert _convert("labelme", src, out) == 1
-        _refused(capsys, out)
+        _refused(capsys, out, what=what)
         assert (src / "b.json").read_bytes() == before
     assert not (src / "new").exists() and not list(tmp_path.rglob("*_images"))
     # relative, as typed in the folder's parent: the suggestion is beside the folder, out of it
     monkeypatch.chdir(tmp_path)
     assert _convert("labelme", "rep/lm", "rep/lm/b.json") == 1
-    assert _refused(capsys, "rep/lm/b.json").rstrip().endswith("e.g. --output rep/coco.json")
+    assert _refused(capsys, "rep/lm/b.json", what=_under("rep/lm")).rstrip().endswith(
+        "e.g. --output rep/coco.json")
     # the folder's only JSON file: said as what it is, not "no labelme annotations there"
     only = _labelme(tmp_path / "only", names="b")
     assert _convert("labelme", only, only / "b.json") == 1
-    _refused(capsys, only / "b.json")
+    _refused(capsys, only / "b.json", what=_under(only))
     # SRC one file, --output the same file
     assert _convert("labelme", src / "a.json", src / "a.json") == 1
     _refused(capsys, src / "a.json", what="SRC itself")
@@ -107,10 +116,8 @@ def test_a_via_project_or_a_cvat_or_label_studio_export_named_as_output_is_refus
         {"id": 1, "result": [{"type": "rectanglelabels", "original_width": 40, "original_height": 40,
                               "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0,
                                         "rectanglelabels": ["cat"]}}]}]}]))
-    for fmt, src, out, what in [("via", via, via / "project.json",
-                                 "one of the source's via annotation files"),
-                                ("cvat", cvat, cvat / "annotations.xml",
-                                 "one of the source's cvat annotation files"),
+    for fmt, src, out, what in [("via", via, via / "project.json", _under(via)),
+                                ("cvat", cvat, cvat / "annotations.xml", _under(cvat)),
                                 ("cvat", cvat / "annotations.xml", cvat / "annotations.xml", "SRC itself"),
                                 ("labelstudio", ls / "export.json", ls / "export.json", "SRC itself")]:
         before = out.read_bytes()
@@ -127,8 +134,7 @@ def test_a_yolo_dataset_yaml_or_label_file_named_as_output_is_refused(tmp_path, 
     (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.25 0.25\n")
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat]\n")
     for src, out, what in [(root / "data.yaml", root / "data.yaml", "SRC itself"),
-                           (root, root / "labels" / "train" / "a.txt", "one of the source's yolo annotation "
-                                                                          "files")]:
+                           (root, root / "labels" / "train" / "a.txt", _under(root))]:
         before = out.read_bytes()
         assert _convert("yolo", src, out, "--boxes-as-masks") == 1
         _refused(capsys, out, what=what)
@@ -178,12 +184,12 @@ def test_a_yolo_label_file_is_refused_when_src_is_the_yaml_or_its_path_points_el
     other = _yolo(tmp_path / "B")
     (tmp_path / "A").mkdir()
     (tmp_path / "A" / "data.yaml").write_text("path: ../B\ntrain: images/train\nnames: [cat]\n")
-    for src, out in [(root / "data.yaml", root / "labels" / "train" / "a.txt"),
-                     (tmp_path / "A" / "data.yaml", other / "labels" / "train" / "a.txt"),
-                     (tmp_path / "A", other / "labels" / "train" / "a.txt")]:
+    for src, out, under in [(root / "data.yaml", root / "labels" / "train" / "a.txt", root),
+                            (tmp_path / "A" / "data.yaml", other / "labels" / "train" / "a.txt", other),
+                            (tmp_path / "A", other / "labels" / "train" / "a.txt", other)]:
         before = out.read_bytes()
         assert _convert("yolo", src, out, "--boxes-as-masks") == 1, (src, out)
-        _refused(capsys, out, what="one of the source's yolo annotation files")
+        _refused(capsys, out, what=_under(under))
         assert out.read_bytes() == before
     assert _convert("yolo", tmp_path / "A", tmp_path / "A" / "coco.json", "--boxes-as-masks") == 0
 
@@ -215,30 +221,71 @@ def test_a_voc_or_cityscapes_file_of_the_folder_named_as_output_is_refused(tmp_p
     assert out.is_file()
     before = out.read_bytes()
     assert _convert(fmt, src, out, "--split", "train") == 1
-    _refused(capsys, out, what=f"one of the source's {fmt} annotation files")
+    _refused(capsys, out, what=_under(src))
     assert out.read_bytes() == before
 
 
-def test_a_file_under_the_source_that_its_reader_does_not_read_is_no_refusal(tmp_path, capsys):
-    # the guard judged by folder and suffix: a notes.txt beside a VOC tree, a .txt/.yaml beside a YOLO
-    # YAML, a Cityscapes .json outside gtFine were refused though no reader reads them. Now only the files
-    # the reader read are refused, so these are written (a COCO file, status 0)
+def test_an_existing_file_under_the_source_that_its_reader_does_not_read_is_refused_too(tmp_path, capsys):
+    # the guard compared --output with the files the reader happened to open only: a Cityscapes polygons
+    # JSON beside the instanceIds PNG read, a leftImg8bit image, VOC's val.txt, YOLO's labels of a split not
+    # converted (and a notes.txt) were replaced by the COCO file with status 0
     voc = _voc_tree(tmp_path / "voc")
     cityscapes = _cityscapes_tree(tmp_path / "cityscapes")
     yolo = _yolo(tmp_path / "y")
-    (yolo / "labels" / "val").mkdir()  # the split not converted: its labels are not read
+    (yolo / "labels" / "val").mkdir()  # the split not converted: its labels are the user's all the same
     (yolo / "labels" / "val" / "b.txt").write_text("0 0.5 0.5 0.25 0.25\n")
-    cases = [("voc", voc, voc / "notes.txt", ["--split", "train"]),
-             ("voc", voc, voc / "ImageSets" / "Segmentation" / "mine.txt", ["--split", "train"]),
-             ("cityscapes", cityscapes, cityscapes / "notes.json", ["--split", "train"]),
-             ("yolo", yolo / "data.yaml", yolo / "notes.txt", ["--boxes-as-masks"]),
-             ("yolo", yolo / "data.yaml", yolo / "other.yaml", ["--boxes-as-masks"]),
-             ("yolo", yolo / "data.yaml", yolo / "labels" / "val" / "b.txt", ["--boxes-as-masks"])]
-    for fmt, src, out, options in cases:
-        out.write_text("my own notes\n")
-        assert _convert(fmt, src, out, *options) == 0, (out, capsys.readouterr().err)
-        assert json.loads(out.read_text())["annotations"], out
-    # the split's list of names is read: still refused
-    listed = voc / "ImageSets" / "Segmentation" / "train.txt"
-    assert _convert("voc", voc, listed, "--split", "train") == 1
-    _refused(capsys, listed, what="one of the source's voc annotation files")
+    (yolo / "notes.txt").write_text("my own notes\n")
+    (voc / "notes.txt").write_text("my own notes\n")
+    (voc / "ImageSets" / "Segmentation" / "mine.txt").write_text("my own list\n")
+    polygons = next(p for p in (cityscapes / "gtFine" / "train").rglob("*_gtFine_polygons.json")
+                    if Path(str(p).replace("polygons.json", "instanceIds.png")).is_file())
+    image = next((cityscapes / "leftImg8bit" / "train").rglob("*.png"))
+    cases = [("voc", voc, voc / "notes.txt", voc, ["--split", "train"]),
+             ("voc", voc, voc / "ImageSets" / "Segmentation" / "mine.txt", voc, ["--split", "train"]),
+             ("voc", voc, voc / "ImageSets" / "Segmentation" / "val.txt", voc, ["--split", "train"]),
+             ("cityscapes", cityscapes, polygons, cityscapes, ["--split", "train"]),
+             ("cityscapes", cityscapes, image, cityscapes, ["--split", "train"]),
+             ("yolo", yolo / "data.yaml", yolo / "notes.txt", yolo, ["--boxes-as-masks"]),
+             ("yolo", yolo / "data.yaml", yolo / "labels" / "val" / "b.txt", yolo, ["--boxes-as-masks"]),
+             ("yolo", yolo / "data.yaml", yolo / "images" / "train" / "a.jpg", yolo, ["--boxes-as-masks"])]
+    for fmt, src, out, root, options in cases:
+        before = out.read_bytes()
+        assert _convert(fmt, src, out, *options) == 1, out
+        err = _refused(capsys, out, what=_under(root))
+        assert "no COCO file of convert-data (nothing written)" in err
+        assert out.read_bytes() == before
+    # a new name under SRC, and over it this command's own COCO file: no user's data there
+    for fmt, src, out, options in [("voc", voc, voc / "train.json", ["--split", "train"]),
+                                   ("cityscapes", cityscapes, cityscapes / "train.json",
+                                    ["--split", "train"]),
+                                   ("yolo", yolo / "data.yaml", yolo / "train.json", ["--boxes-as-masks"])]:
+        for _ in range(2):
+            assert _convert(fmt, src, out, *options) == 0, capsys.readouterr().err
+            assert json.loads(out.read_text())["annotations"]
+
+
+def test_a_link_outside_the_source_to_an_image_or_label_read_is_refused_as_that_file_is_opened(tmp_path,
+                                                                                                capsys):
+    yolo = _yolo(tmp_path / "y")
+    # hard links: no path of theirs leads under the folders read
+    os.link(yolo / "images" / "train" / "a.jpg", tmp_path / "image.json")
+    os.link(yolo / "labels" / "train" / "a.txt", tmp_path / "label.json")
+    for out, what in [(tmp_path / "image.json", "one of the source's yolo images ("),
+                      (tmp_path / "label.json", "one of the source's yolo annotation files (")]:
+        before = out.read_bytes()
+        assert _convert("yolo", yolo / "data.yaml", out, "--boxes-as-masks") == 1
+        _refused(capsys, out, what=what)
+        assert out.read_bytes() == before
+
+
+def test_the_exact_file_check_raises_at_the_file_read_and_keeps_no_list(tmp_path):
+    from maskrcnn.data.formats.common import Report
+    from maskrcnn.data.formats.output_guard import FileGuard, OutputIsSource
+
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    report = Report(guard=FileGuard(output=tmp_path / "b.txt", src=tmp_path, source_format="yolo"))
+    assert report.reading(tmp_path / "a.txt") == tmp_path / "a.txt"
+    with pytest.raises(OutputIsSource, match="b.txt: is one of the source's yolo annotation files"):
+        report.reading(tmp_path / "b.txt")
+    assert not hasattr(report, "read_files")

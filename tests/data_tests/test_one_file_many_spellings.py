@@ -96,21 +96,20 @@ def test_part_names_alike_but_for_case_or_json_and_fractions_near_one(tmp_path, 
     assert "scaled to sum to 1" in capsys.readouterr().out
 
 
-def test_names_that_end_alike_are_not_put_together_without_images(tmp_path, capsys):
+def test_names_that_end_alike_are_kept_together_without_images_and_the_line_says_why(tmp_path, capsys):
     """Two different absolute (or '..') names ending in one plain name ('/d/a/x.png', '/e/b/x.png' and
-    'x.png') were all one unit, said as "1 image file named by more than one image record": two
-    different pictures kept together as one file. Now an end several different such names share joins
-    none of them (at most one is that file; --images tells which), and the lines say what was done."""
+    'x.png') were left apart from 'x.png' without --images: where '/d/a/x.png' IS x.png, one picture went
+    to train and val. They are one unit again (files kept together only shift the fractions), and the
+    line says at most one of them is x.png and that --images tells them apart."""
     from maskrcnn.data.split import written_file_matches
 
     names = ["x.png", "/d/a/x.png", "/e/b/x.png", "a/y.png", "b/y.png", "../img/a/y.png", "z.png", "z.png"]
-    keys, joined, apart = written_file_matches(names)
-    assert keys == ["x.png", "/d/a/x.png", "/e/b/x.png", "a/y.png", "b/y.png", "a/y.png", "z.png", "z.png"]
-    assert joined == [("../img/a/y.png", "a/y.png")] and apart == {"x.png": ["/d/a/x.png", "/e/b/x.png"]}
-    # two '..' names that differ are two files too; one '..' and one absolute name may be one file, and a
+    keys, joined, crowded = written_file_matches(names)
+    assert keys == ["x.png", "x.png", "x.png", "a/y.png", "b/y.png", "a/y.png", "z.png", "z.png"]
+    assert joined == [("../img/a/y.png", "a/y.png")] and crowded == {"x.png": ["/d/a/x.png", "/e/b/x.png"]}
+    # two '..' names that differ: kept with it too; one '..' and one absolute name may be one file, and a
     # drive path in another case is the same path
-    assert written_file_matches(["x.png", "../a/x.png", "../b/x.png"])[0] == ["x.png", "../a/x.png",
-                                                                               "../b/x.png"]
+    assert written_file_matches(["x.png", "../a/x.png", "../b/x.png"])[0] == ["x.png"] * 3
     assert written_file_matches(["x.png", "../i/x.png", "/d/i/x.png", "C:\\i\\x.png", "c:/I/x.png"])[0] == \
         ["x.png"] * 5
     images = [{"id": i + 1, "file_name": n, "height": 8, "width": 8} for i, n in enumerate(names)]
@@ -121,5 +120,9 @@ def test_names_that_end_alike_are_not_put_together_without_images(tmp_path, caps
     assert "1 image file(s) named by more than one image record (e.g. z.png: image ids 7, 8)" in out
     assert ("1 absolute or '..' file_name(s) kept in one part with the record whose name is their end, "
             "taken for one file as the image folder is not known (e.g. ../img/a/y.png with a/y.png)") in out
-    assert ("2 absolute or '..' file_name(s) left apart: different ones end in one name (e.g. /d/a/x.png, "
-            "/e/b/x.png end in x.png), at most one of them its file") in out
+    assert ("3 names kept together in one part: at most one of /d/a/x.png, /e/b/x.png is x.png; "
+            "--images FOLDER tells them apart") in out
+    parts = {p: json.loads((tmp_path / "s" / f"{p}.json").read_text()) for p in ("train", "val")}
+    x_names = {"x.png", "/d/a/x.png", "/e/b/x.png"}
+    held = {p: x_names & {i["file_name"] for i in d["images"]} for p, d in parts.items()}
+    assert sorted(map(len, held.values())) == [0, 3], held  # all three in one part, whichever

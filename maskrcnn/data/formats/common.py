@@ -21,7 +21,7 @@ import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, NamedTuple, Optional, Sequence, TextIO
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence, TextIO
 
 import numpy as np
 import pycocotools.mask as mask_utils
@@ -81,24 +81,25 @@ class Skip(ValueError):
 class Report:
     """Skipped records (counted by reason, printed naming file and record), warnings and notes."""
 
-    def __init__(self, *, stream: Optional[TextIO] = None, hints: Optional[dict] = None):
+    def __init__(self, *, stream: Optional[TextIO] = None, hints: Optional[dict] = None,
+                 guard: Optional[Callable] = None):
         """``hints``: {reason: text} said with the first problem of that reason (how to fix it:
-        "pass --images ROOT" with an image not found)."""
+        "pass --images ROOT" with an image not found). ``guard``: called with each file the conversion
+        opens (``reading``); convert-data's ``output_guard.FileGuard`` raises there when it is --output."""
         self.stream = stream if stream is not None else sys.stderr
         self.hints = dict(hints or {})
+        self.guard = guard
         self.skipped: Counter = Counter()
         self.notes: Counter = Counter()
         self.messages: list = []
         self._told: set = set()  # keys of the lines said once (``tell_once``)
         self._kinds: dict = {}  # kind -> [count, what they are] (``warn_few``)
-        # the annotation files the conversion read, as each reader opens them: an --output that is one
-        # of them is refused (``output_guard.check_read``) by the very files read, not by a folder and
-        # a suffix (a notes.txt beside a VOC tree is no VOC file)
-        self.read_files: list = []
 
     def reading(self, path: Path) -> Path:
-        """``path``, recorded as a file the conversion reads (``read_files``)."""
-        self.read_files.append(Path(path))
+        """``path``, a file the conversion opens, checked by the ``guard`` now: an --output that is one of
+        them refused at that file, not once every file is read (nor by a list of them all kept)."""
+        if self.guard is not None:
+            self.guard(path)
         return path
 
     def _print(self, text: str) -> None:
@@ -464,8 +465,12 @@ class CocoBuilder:
     ``predict --export`` wrote, a CVAT project's), then the labels met that none declares, sorted.
     """
 
-    def __init__(self, *, root: Path, categories: Optional[Sequence[tuple]] = None, description: str = ""):
+    def __init__(self, *, root: Path, categories: Optional[Sequence[tuple]] = None, description: str = "",
+                 guard: Optional[Callable] = None):
+        """``guard``: called with each image added (``Report.guard``: an --output that is an image read
+        is refused)."""
         self.root = Path(root)
+        self.guard = guard
         # labels and class names composed (NFC): 'crème' typed on one machine and read from a macOS
         # folder name on another is one class (``data.unicode_names``)
         self.fixed = None if categories is None else {nfc(name): int(cid) for cid, name in categories}
@@ -487,6 +492,8 @@ class CocoBuilder:
     def add_image(self, path: Path, *, height: int, width: int, source: str = "") -> int:
         """A new image id; Skip when the image came already (say from an exported file and the project
         file it was exported from, side by side): its instances would be trained on twice."""
+        if self.guard is not None:
+            self.guard(path, kind="images")
         file_name = self.relative(path)
         if file_name in self._sources:
             raise Skip("duplicate_image", f"image {file_name} was converted already, from "

@@ -1,21 +1,23 @@
-"""convert-data's ``--output`` checked against the files the conversion reads.
+"""convert-data's ``--output`` checked against the source it converts, before anything is written.
 
-An existing ``--output`` that is one of the source's annotation files (by any spelling: relative or
-absolute, a symlink, a hard link, another case on a case-insensitive disk; the file's identity, not its
-name, decides) would be lost to the COCO file written at the end: the user's own labels under that name
-replaced, or, by a link or another spelling, the name taken from the file they are in (the write is
-atomic: it replaces the link, not its target). It is refused before anything is written.
+An existing ``--output`` among the source's files would be lost to the COCO file written at the end: the
+user's own labels, images or notes under that name replaced, or, by a link or another spelling, the name
+taken from the file they are in (the write is atomic: it replaces the link, not its target). Two checks:
 
-One mechanism for every format: each reader records the annotation files it reads on its ``Report``
-(``Report.reading``; ``read_files``), and ``check_read`` compares ``--output`` with exactly those once
-the source is read. A file the reader does not read (a ``notes.txt`` beside a VOC tree, another YAML
-beside a YOLO one, the labels of a split not converted) is no source file and may be the output. The
-formats that take a known list of files (LabelMe, VIA, Label Studio, CVAT) are also checked against it
-before reading: LabelMe writes embedded images as it reads, and this command's own earlier output
-written into the source folder (a re-run) must be left out before it is read: a COCO instances file
-(``images``, ``annotations`` and ``categories`` lists) is no LabelMe, VIA or Label Studio file, so it is
-told apart by its content and left out of the conversion with one line saying so, then replaced as any
-output is.
+- ``check_under_roots``, before reading: an existing ``--output`` under a folder the source is read from
+  (the folder SRC; a YOLO YAML's ``path:`` root and split folders) is refused whatever it holds, a
+  notes.txt, an image or the labels of a split not converted alike: which files a reader opens is no
+  measure of what the user keeps there. The one exception is this command's own earlier output (a COCO
+  instances file: ``images``, ``annotations`` and ``categories`` lists, told by its content), so that a
+  re-run works; a new file name under SRC is fine.
+- ``FileGuard``, as each file is opened: an ``--output`` outside those folders that is one of the files
+  read (a hard link, a symlink, ``..``, another case on a case-insensitive disk; the file's identity, not
+  its name, decides) is refused at that file, before more work. Readers pass each annotation file through
+  ``Report.reading`` and each image through ``CocoBuilder.add_image``.
+
+The formats that take a known list of files (LabelMe, VIA, Label Studio, CVAT) are also checked against it
+before reading (``drop_earlier_output``): LabelMe writes embedded images as it reads, and an earlier COCO
+output in the source folder is left out of the conversion with one line saying so, then replaced.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def same_files(output: Path, files: Iterable[Path]) -> list:
     return [p for p in files if (s := _stat(p)) is not None and os.path.samestat(s, target)]
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies under ``folder``, as spelt or once its links are followed (the folders are
+    compared by identity: ``..`` and another case spell the same one)."""
+    top = _stat(folder)
+    if top is None:
+        return False
+    for spelling in (Path(os.path.abspath(path)), Path(path).resolve()):
+        if any((s := _stat(p)) is not None and os.path.samestat(s, top) for p in spelling.parents):
+            return True
+    return False
+
+
 def is_coco_instances(path: Path) -> bool:
     """Whether ``path`` holds a COCO instances file (what convert-data writes), not some tool's labels."""
     try:
@@ -63,11 +77,12 @@ def suggested_output(src: Path) -> Path:
     return parent / "coco.json"
 
 
-def refusal(output: Path, found: Path, *, src: Path, source_format: str) -> str:
+def refusal(output: Path, found: Path, *, src: Path, source_format: str,
+            kind: str = "annotation files") -> str:
     """The error of an ``--output`` that is the source's annotation file ``found``."""
     # SRC a file: the conversion reads that one file, so it is the one found
     itself = Path(src).is_file() and same_files(found, [Path(src)])
-    what = "SRC itself" if itself else f"one of the source's {source_format} annotation files"
+    what = "SRC itself" if itself else f"one of the source's {source_format} {kind}"
     if str(found) != str(output) and not itself:  # a link or another spelling: which file
         what += f" ({found}, by a link or another name)"
     # not "would be written over": a link is replaced, its target kept, yet --output would not be the
@@ -90,9 +105,54 @@ def drop_earlier_output(files: Sequence[Path], *, output: Path, src: Path, sourc
     raise ValueError(refusal(output, hits[0], src=src, source_format=source_format))
 
 
-def check_read(output: Path, read: Iterable[Path], *, src: Path, source_format: str) -> None:
-    """ValueError when an existing ``output`` is one of the files the conversion ``read`` (the reader's
-    ``Report.read_files``): called once the source is read, before anything is written."""
-    hits = same_files(output, dict.fromkeys(read))  # a file read twice (a YAML and its list) stat'ed once
-    if hits:
-        raise ValueError(refusal(output, hits[0], src=src, source_format=source_format))
+def source_roots(src: Path, source_format: str) -> list:
+    """The folders the conversion of SRC reads under: the folder SRC; YOLO: also its YAML's ``path:`` root
+    and split folders (``yolo.read_roots``). A file SRC of the other formats: none (the file is checked
+    itself, as each file read is)."""
+    src = Path(src)
+    roots = [src] if src.is_dir() else []
+    if source_format == "yolo":
+        from maskrcnn.data.formats.yolo import read_roots
+
+        roots += read_roots(src)
+    return roots
+
+
+def check_under_roots(output: Path, *, src: Path, source_format: str) -> None:
+    """ValueError when an existing ``output`` lies under a folder the source is read from
+    (``source_roots``) and is no COCO instances file: called before reading."""
+    if (_stat(output) or _stat(Path(os.path.normpath(output)))) is None:
+        return  # a new name: nothing of the user's there
+    root = next((r for r in source_roots(src, source_format) if _inside(output, r)), None)
+    if root is None or is_coco_instances(output):
+        return
+    if Path(src).is_file() and same_files(output, [Path(src)]):  # a YOLO YAML: said as what it is
+        raise ValueError(refusal(output, Path(src), src=src, source_format=source_format))
+    # a notes.txt or an image is refused as a label file is: the COCO file would replace it all the same
+    raise ValueError(f"--output {output}: is a file under {root}, a folder the {source_format} source is "
+                     f"read from, and no COCO file of convert-data (nothing written); choose another file, "
+                     f"e.g. --output {shell_word(suggested_output(src))}")
+
+
+class OutputIsSource(RuntimeError):
+    """``--output`` is a file the conversion opened: not a ValueError, so that no reader takes it for a
+    bad record and skips it; said as the command's error."""
+
+
+class FileGuard:
+    """Called with each file the conversion opens (``Report.reading``, ``CocoBuilder.add_image``):
+    ``OutputIsSource`` at once when it is the existing ``output``. ``output`` is stat'ed once; each file
+    costs one stat, and nothing is kept."""
+
+    def __init__(self, *, output: Path, src: Path, source_format: str):
+        self.output = Path(output)
+        self.src = Path(src)
+        self.source_format = source_format
+        # "lm/new/../b.json": no such file while new/ is missing, but the write makes new/ and lands on it
+        self._target = _stat(self.output) or _stat(Path(os.path.normpath(self.output)))
+
+    def __call__(self, path: Path, *, kind: str = "annotation files") -> Path:
+        if self._target is not None and (s := _stat(path)) is not None and os.path.samestat(s, self._target):
+            raise OutputIsSource(refusal(self.output, Path(path), src=self.src,
+                                         source_format=self.source_format, kind=kind))
+        return path

@@ -230,6 +230,31 @@ def _dataset_yaml(src: Path) -> Optional[Path]:
     return (preferred or yamls)[0] if yamls else None
 
 
+def read_roots(src: Path) -> list:
+    """The folders a conversion of SRC reads under, as ``find_dataset`` finds them: the YAML's ``path:``
+    root and the folders of every split it names (a split not converted too: its labels are the user's),
+    each with its ``labels`` twin (``label_path``). The YAML's own problems are left to the conversion to
+    say: then none."""
+    src = Path(src)
+    try:
+        path = src if src.is_file() else _dataset_yaml(src) if src.is_dir() else None
+        if path is None:
+            return []
+        data = _read_yaml(path)
+        root = _yaml_root(path, data)
+    except (OSError, ValueError):
+        return []
+    roots = [root]
+    for key in _KNOWN_SPLITS:
+        entries = data.get(key)
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if isinstance(entry, str) and entry.strip():
+                folder = _existing(root, entry.strip().replace("\\", "/"))
+                folder = folder if folder.is_dir() else folder.parent  # a list file: the folder it lies in
+                roots += [folder, label_path(folder / "x.jpg").parent]
+    return list(dict.fromkeys(roots))
+
+
 def _yaml_dataset(path: Path, split: str, report: Report) -> YoloDataset:
     data = _read_yaml(report.reading(path))
     if data.get("kpt_shape") is not None:
@@ -629,7 +654,8 @@ def convert_yolo(src: Path, *, split: Optional[str], classes: Optional[Sequence[
         return names[index]
 
     suffix = f" ({split})" if split else ""
-    builder = CocoBuilder(root=dataset.root, categories=categories, description=description + suffix)
+    builder = CocoBuilder(root=dataset.root, categories=categories, description=description + suffix,
+                          guard=report.guard)
     met = read_yolo(dataset.images, label_of=label_of, builder=builder, report=report,
                     boxes_as_masks=boxes_as_masks, keep=classes if dataset.names is not None else None)
     if categories is None and met:
