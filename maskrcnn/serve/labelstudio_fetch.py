@@ -281,7 +281,8 @@ class ImageFetcher:
                     try:
                         chunk = response.read1(_CHUNK)
                     except (socket.timeout, TimeoutError):
-                        raise FetchError(f"{_short(url)}: not downloaded within {self.timeout_s:g} s") from None
+                        raise FetchError(
+                            f"{_short(url)}: not downloaded within {self.timeout_s:g} s") from None
                     if not chunk:
                         break
                     body += chunk

@@ -6,14 +6,19 @@ import http.server
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
-from serve_helpers import CLASS_NAMES
+from serve_helpers import png_bytes
 
 pytest.importorskip("fastapi", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 pytest.importorskip("uvicorn", reason="the server tests need the 'serve' extra (pip install maskrcnn[serve])")
 
+from maskrcnn.serve.app import create_app  # noqa: E402
 from maskrcnn.serve.labelstudio_fetch import FetchError, ImageFetcher  # noqa: E402
+
+# tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
@@ -52,3 +57,96 @@ def test_a_trickled_download_stops_at_its_deadline():
         server.stopping.set()
         server.shutdown()
         server.server_close()
+
+
+def _noise(seed, h=90, w=120):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_a_queued_upload_is_uint8_and_the_answer_is_predicts_bit_for_bit(serve_checkpoint, start_server):
+    from maskrcnn.data.coco_results import detections_to_coco_results
+    from maskrcnn.data.images import decode_image_bytes
+    from maskrcnn.predictor import Predictor
+
+    predictor = Predictor.from_weights(serve_checkpoint, device="cpu", batch_size=1, optimise=False,
+                                       masks="rle")
+    app = create_app(predictor)
+    queued = []
+    submit = app.state.batches.submit
+
+    def recording_submit(item):
+        queued.append((item.dtype, tuple(item.shape)))
+        return submit(item)
+
+    app.state.batches.submit = recording_submit
+    server = start_server(app)
+    data = png_bytes(_noise(1))
+    status, body = server.post_file("/predict", data, filename="n.png")
+    assert status == 200, body
+    # float32 was 4 bytes a pixel and channel while it waited: 192 MB for a 16-megapixel upload
+    assert queued == [(torch.uint8, (3, 90, 120))]
+    det = predictor.predict_tensors([decode_image_bytes(data)])[0]  # float32, as predict reads a file
+    want = detections_to_coco_results(det, image_id=1, label_to_category_id=predictor.label_to_category_id,
+                                      class_names=predictor.class_names, extra={"file_name": "n.png"})
+    got = [{k: p[k] for k in want[0]} for p in body["predictions"]]
+    assert len(want) > 0 and got == want  # equal, not approximately: the same float32 pixels
+
+
+def test_as_float_image_is_the_float_decode_bit_for_bit():
+    from maskrcnn.data.images import as_float_image, decode_image_bytes
+
+    data = png_bytes(np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2))  # every value
+    small = decode_image_bytes(data, keep_uint8=True)
+    assert small.dtype == torch.uint8
+    assert torch.equal(as_float_image(small), decode_image_bytes(data))
+
+
+def test_decodes_at_once_are_bounded_by_the_batch_size():
+    from maskrcnn.serve.app import _decode_upload, decode_slots
+
+    slots = decode_slots(1)
+    inside, most, lock = [0], [0], threading.Lock()
+    data = png_bytes(_noise(2, 400, 400))
+    real = _decode_upload.__globals__["decode_image_bytes"]
+
+    def counting(*args, **kwargs):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.02)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    _decode_upload.__globals__["decode_image_bytes"] = counting
+    try:
+        threads = [threading.Thread(target=_decode_upload, args=(data, "n.png", 10**8, slots))
+                   for _ in range(8)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        _decode_upload.__globals__["decode_image_bytes"] = real
+    assert most[0] == 2  # batch size 1: one for the model's next batch, one more
+
+
+def test_notes_tell_a_tiny_image_and_a_tiled_answer_cut_at_the_cap_for_every_image(serve_checkpoint,
+                                                                                      start_server):
+    from maskrcnn.predictor import Predictor
+
+    tiled = Predictor.from_weights(serve_checkpoint, device="cpu", optimise=False, masks="rle", tile=64,
+                                   batch_size=4, overrides={"model.roi_heads.detections_per_image": 2})
+    server = start_server(create_app(tiled))
+    for seed in (3, 4):  # the Predictor warns once per process; each client is told
+        status, body = server.post_file("/predict", png_bytes(_noise(seed, 70, 80)), filename="n.png")
+        assert status == 200 and body["num_detections"] == 2, body
+        (note,) = [n for n in body["notes"] if "kept the best 2 of" in n]
+        assert note.startswith("tiled prediction of a 80x70 image kept the best 2 of ")
+        assert "the server must be started with --set model.roi_heads.detections_per_image=" in note
+        assert "Predictor" not in note and "overrides" not in note and "first such image" not in note
+    status, body = server.post_file("/predict", png_bytes(_noise(5, 1, 1)), filename="dot.png")
+    assert status == 200, body
+    assert body["notes"] == ["1 image(s) under 16 px on their shorter side (this upload, 1x1): enlarged for "
+                             f"the model (to {tiled.cfg.input.min_size_test} px), so their detections are "
+                             "unreliable (objects found in a few blown-up pixels)"]
