@@ -798,7 +798,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{name}: cannot decode image ({e})") from None
     chw = np.ascontiguousarray(array.transpose(2, 0, 1))  # (3, H, W): a copy, but for 1 x W images
-    if not chw.flags.writeable:  # PIL's read-only pixels (keep_uint8) that needed no copy: torch warns of them
+    if not chw.flags.writeable:  # read-only PIL pixels (keep_uint8) that needed no copy: torch warns
         chw = chw.copy()
     image = torch.from_numpy(chw)
     return undo_orientation(image, orientation) if turned_by_pil and not orient else image

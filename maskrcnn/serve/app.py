@@ -267,7 +267,7 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
         detail = str(getattr(e, "detail", e))
         if detail.startswith("Too many files"):
             raise RequestError(400, f"one image per request (got over {_MAX_FORM_FILES} files)") from None
-        raise RequestError(400, f"cannot parse the multipart form: {detail}") from None
+        raise RequestError(400, f"cannot parse the multipart form: {_multipart_reason(detail, e)}") from None
     # any one file field: `image` and `file` are the usual names, but a client's own name is as clear
     uploads = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
     if len(uploads) > 1:
@@ -306,9 +306,28 @@ def _sent_file_name(name: Optional[str]) -> Optional[str]:
 
 
 def _one_line(name: str) -> str:
-    """``name`` for the server's log (decode warnings name the file): a CR or LF in it stays encoded, so
-    that no client can write a line of its own into the log."""
-    return name.replace("\r", "%0D").replace("\n", "%0A")
+    """``name`` for the server's log and a refusal's message (decode warnings and errors name the file):
+    control characters (CR, LF, tab, ...) written as Python and JSON escape them (``\\r``, ``\\n``), so
+    that no client can write a line of its own into the log, and a 400 shows the name as the JSON of a
+    200's ``file_name`` does (it was %0D here and a CR there)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
+def _multipart_reason(detail: str, error: Exception) -> str:
+    """Starlette's message for a form it cannot parse, with the parser's reason (Starlette says only
+    "Invalid multipart data." and keeps the reason down the exception's chain)."""
+    reason, err = "", error
+    for _ in range(4):  # HTTPException <- (context) MultiPartException <- (cause) the parser's error
+        err = err.__cause__ or err.__context__
+        if err is None:
+            break
+        reason = str(err).strip()
+    if "header size" in reason.lower():
+        from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
+
+        return (f"a part's header line (its Content-Disposition, which holds the file name) is longer than "
+                f"the parser's limit of {DEFAULT_MAX_HEADER_SIZE} bytes: send the file under a shorter name")
+    return f"{detail} ({reason})" if reason and reason not in detail else detail
 
 
 # Files a form may carry before the parser stops (one is used; more are a 400 that names them).
@@ -866,6 +885,7 @@ def create_app(
             if payload is not None and "image" in payload:
                 data, name, fields = _image_from_json(payload)  # {"image": "<base64>"}
             elif payload is not None:
+                _check_tasks(payload)
                 # Label Studio's tasks: score_thresh in the query or beside 'tasks', as for an image;
                 # another query parameter is a 400 (the body's other keys are Label Studio's own)
                 given = [("score_thresh", payload["score_thresh"])] if "score_thresh" in payload else []
@@ -947,6 +967,22 @@ def create_app(
 
 
 _TOO_DEEP = "the JSON body does not parse: its arrays or objects are nested too deeply"
+
+
+def _check_tasks(payload: dict) -> None:
+    """A 400 for a JSON body that is neither an image nor Label Studio's tasks, worded for both kinds of
+    client (one who sent ``{}`` is not told of Label Studio alone)."""
+    if "tasks" not in payload:
+        keys = sorted(map(str, payload))
+        shown = ", ".join(map(repr, keys[:10])) + (f", ... ({len(keys)} keys)" if len(keys) > 10 else "")
+        got = f"keys [{shown}]" if keys else "no keys"
+        raise RequestError(400, "a JSON body needs 'image' (the image file in base64, or a data: URL) or, "
+                                f"from Label Studio, a 'tasks' list; got {got}")
+    tasks = payload["tasks"]
+    if not isinstance(tasks, list):
+        kind = {dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(tasks), "a number" if isinstance(tasks, (int, float)) else type(tasks).__name__)
+        raise RequestError(400, f"'tasks' must be a list of Label Studio tasks, got {kind}")
 
 
 def _object_without_repeats(pairs: list) -> dict:

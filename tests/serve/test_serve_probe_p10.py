@@ -3,6 +3,7 @@ held as uint8 until the forward, per-image notes for the client, the exit status
 the wording of some refusals."""
 
 import http.server
+import json
 import threading
 import time
 
@@ -150,3 +151,31 @@ def test_notes_tell_a_tiny_image_and_a_tiled_answer_cut_at_the_cap_for_every_ima
     assert body["notes"] == ["1 image(s) under 16 px on their shorter side (this upload, 1x1): enlarged for "
                              f"the model (to {tiled.cfg.input.min_size_test} px), so their detections are "
                              "unreliable (objects found in a few blown-up pixels)"]
+
+
+@pytest.fixture
+def gated_server(start_server):
+    from serve_helpers import GatedPredictor
+
+    return start_server(create_app(GatedPredictor()))
+
+
+def test_refusals_say_why_for_every_kind_of_client(gated_server):
+    server = gated_server
+    status, body = server.post_file("/predict", b"GIF89a", filename="x" * 4500 + ".png")
+    assert status == 400, body
+    assert body["detail"] == (
+        "cannot parse the multipart form: a part's header line (its Content-Disposition, which holds the "
+        "file name) is longer than the parser's limit of 4224 bytes: send the file under a shorter name")
+    for payload, said in (({}, "got no keys"), ({"imgae": "x", "b": 1}, "got keys ['b', 'imgae']")):
+        status, body = server.request("POST", "/predict", body=json.dumps(payload),
+                                      headers={"Content-Type": "application/json"})
+        assert status == 400 and body["detail"] == (
+            "a JSON body needs 'image' (the image file in base64, or a data: URL) or, from Label Studio, a "
+            f"'tasks' list; {said}"), body
+    status, body = server.request("POST", "/predict", body=json.dumps({"tasks": {"id": 1}}),
+                                  headers={"Content-Type": "application/json"})
+    assert status == 400 and body["detail"] == "'tasks' must be a list of Label Studio tasks, got an object"
+    # a CR / LF in a file name: escaped in a 400 as the JSON of a 200's file_name escapes it (not %0D%0A)
+    status, body = server.post_file("/predict", b"not an image", filename="a%0D%0Ab.png")
+    assert status == 400 and body["detail"].startswith("a\\r\\nb.png: "), body
