@@ -179,3 +179,17 @@ def test_refusals_say_why_for_every_kind_of_client(gated_server):
     # a CR / LF in a file name: escaped in a 400 as the JSON of a 200's file_name escapes it (not %0D%0A)
     status, body = server.post_file("/predict", b"not an image", filename="a%0D%0Ab.png")
     assert status == 400 and body["detail"].startswith("a\\r\\nb.png: "), body
+
+
+def test_the_exit_status_after_uvicorn_returns_names_the_signal(capsys):
+    import signal
+
+    from maskrcnn.commands.serve import exit_status_after
+
+    assert exit_status_after([]) == 0 and capsys.readouterr().err == ""
+    # a second Ctrl-C while shutting down: uvicorn returns without raising the signal again (it exited 0)
+    assert exit_status_after([signal.SIGINT, signal.SIGINT]) == 130
+    said = capsys.readouterr().err
+    assert said == "maskrcnn serve: stopped by Ctrl-C (SIGINT), then at once by a second signal\n"
+    assert exit_status_after([signal.SIGTERM]) == 143
+    assert capsys.readouterr().err == "maskrcnn serve: stopped by SIGTERM\n"
