@@ -21,8 +21,9 @@ Content-Type (no image format starts so). It answers::
 
 ``file_name``: the form's file name as the client sent it (the ``%22``, ``%0D``, ``%0A`` clients write
 for '"', CR and LF undone), ``upload`` for a raw body. ``notes``: what the client should know about how
-its upload was read (a multi-frame file's frames left out) or answered (a ``score_thresh`` below what an
-exported ONNX model keeps: nothing lower comes back), else empty.
+its upload was read (a multi-frame file's frames left out; an image under 16 px on its shorter side,
+whose detections are unreliable) or answered (a ``score_thresh`` below what an exported ONNX model keeps:
+nothing lower comes back; a tiled answer cut at ``detections_per_image``), else empty.
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
 ``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
