@@ -304,10 +304,8 @@ def summary(images: ImagePass, *, seconds: float, left_out: int, counted: bool, 
     if images.tiny:
         from maskrcnn.listing import short_listing
 
-        print(f"warning: {len(images.tiny)} image(s) under {command.TINY_IMAGE_PX} px on their shorter side "
-              f"({short_listing(images.tiny, limit=3)}): enlarged for the model (to "
-              f"{images.predictor.cfg.input.min_size_test} px), so their detections are unreliable (objects "
-              "found in a few blown-up pixels)", file=sys.stderr)
+        print("warning: " + tiny_images_note(len(images.tiny), short_listing(images.tiny, limit=3),
+                                             images.predictor.cfg.input.min_size_test), file=sys.stderr)
     # with skips, "N of M": "2 image(s), ..., 2 skipped" read at a glance as every image done
     done = f"{n_done} of {len(files)} image(s) predicted" if skipped else f"{n_done} image(s)"
     print(
@@ -321,3 +319,12 @@ def summary(images: ImagePass, *, seconds: float, left_out: int, counted: bool, 
         file=sys.stderr,
     )
     return max(video_rc, 0 if n_done > 0 or not skipped else 1)
+
+
+def tiny_images_note(count: int, listing: str, min_size: int) -> str:
+    """What to say of ``count`` images under ``TINY_IMAGE_PX`` on their shorter side (``listing``: which,
+    "name WxH, ..."), predicted at ``min_size`` (``input.min_size_test``): the one wording of ``maskrcnn
+    predict``'s closing warning and of the note ``maskrcnn serve`` answers such an upload with."""
+    return (f"{count} image(s) under {command.TINY_IMAGE_PX} px on their shorter side ({listing}): "
+            f"enlarged for the model (to {min_size} px), so their detections are unreliable (objects found "
+            "in a few blown-up pixels)")

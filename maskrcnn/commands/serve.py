@@ -25,6 +25,7 @@ import argparse
 import errno
 import ipaddress
 import os
+import signal
 import socket
 import sys
 import warnings
@@ -298,5 +299,23 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
         max_connections=args.max_connections,
         log_level="info",
     )
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    # uvicorn raises a stopping signal again once it has shut down (Ctrl-C: KeyboardInterrupt, 130;
+    # SIGTERM: 143), but not after a forced stop (a second Ctrl-C while shutting down), which returned here
+    # and exited 0, as if the server had ended of itself
+    return exit_status_after(getattr(server, "_captured_signals", []))
+
+
+def exit_status_after(signals) -> int:
+    """``maskrcnn serve``'s exit status once uvicorn has returned: 0 when no signal stopped it, else
+    128 + the number of the first signal it caught (130 Ctrl-C, 143 SIGTERM), said in a line."""
+    from maskrcnn.stop_signals import exit_status, signal_name
+
+    if not signals:
+        return 0
+    first = int(signals[0])
+    name = "Ctrl-C (SIGINT)" if first == signal.SIGINT else signal_name(first)
+    again = ", then at once by a second signal" if len(signals) > 1 else ""
+    print(f"maskrcnn serve: stopped by {name}{again}", file=sys.stderr)
+    return exit_status(first)

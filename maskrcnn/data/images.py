@@ -52,6 +52,7 @@ from maskrcnn.thread_warnings import caught_here, ignoring
 
 __all__ = [
     "HALF_TURNS",
+    "as_float_image",
     "size_cannot_tell",
     "drawn_on_stored_pixels",
     "IMAGE_EXTENSIONS",
@@ -180,9 +181,11 @@ def check_pil_open(img: Image.Image, name: str) -> None:
         pass  # no pixels yet, its file open: read by the conversion as before
 
 
-def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = False) -> np.ndarray:
+def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = False,
+                  keep_uint8: bool = False) -> np.ndarray:
     """(H, W, 3) float32 from any PIL mode, in [0, 1] except as said below; ValueError naming ``name``
-    for values that are no image.
+    for values that are no image. ``keep_uint8``: an 8-bit image is returned as its uint8 values
+    (``as_float_image`` makes them the float32 this returns otherwise, bit for bit).
 
     High bit depth grayscale is scaled here (PIL's convert("RGB") would clip at 255): "I;16*" and "I" (the
     mode of 16-bit PNGs in some Pillow versions and of 16-bit data converted) by 65535 whatever their
@@ -215,7 +218,16 @@ def _to_rgb_array(img: Image.Image, name: str = "image", *, in_memory: bool = Fa
         img = img.convert("LA")
     if img.mode != "RGB":
         img = img.convert("RGB")  # palette, gray, alpha, CMYK, YCbCr, bilevel ...
+    if keep_uint8:
+        return np.asarray(img, dtype=np.uint8)
     return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def as_float_image(image: torch.Tensor) -> torch.Tensor:
+    """A (3, H, W) image of ``decode_image_bytes(..., keep_uint8=True)`` as the float32 in [0, 1] it
+    would have been decoded to (the same division by 255 in float32: equal bit for bit); a float
+    image as it is."""
+    return image.float() / 255.0 if image.dtype == torch.uint8 else image
 
 
 def _float_file_array(array: np.ndarray, name: str) -> np.ndarray:
@@ -660,16 +672,20 @@ def undo_orientation(image: torch.Tensor, orientation: int) -> torch.Tensor:
 
 
 def decode_image_bytes(
-    data: bytes, *, name: str = "upload", max_pixels: Optional[int] = None
+    data: bytes, *, name: str = "upload", max_pixels: Optional[int] = None, keep_uint8: bool = False
 ) -> torch.Tensor:
     """Decode an encoded image (the bytes of a JPEG, PNG, ... file) as ``read_image`` does.
+
+    ``keep_uint8``: an 8-bit image comes as (3, H, W) uint8, a quarter of the float32's memory (a server
+    holds decoded uploads while they wait for the model); ``as_float_image`` converts it when it is
+    needed. Images of more bits (16-bit PNGs, float TIFFs) come as float32 all the same.
 
     ``max_pixels`` bounds width x height, checked from the header before any pixel is decoded, so that
     a small file that decompresses to a huge image (a decompression bomb) costs nothing; it raises
     ``ImageTooLargeError``. ``max_image_pixels()`` applies too, as to files."""
     if not data:
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name, max_pixels=max_pixels)
+    return _decode(io.BytesIO(data), name, max_pixels=max_pixels, keep_uint8=keep_uint8)
 
 
 # ISO base media files (HEIF, AVIF) start with a box "ftyp" whose major brand names the format; an upload
@@ -731,7 +747,7 @@ def _is_empty_file(path) -> bool:
 
 
 def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool = True,
-            seen: Optional[dict] = None) -> torch.Tensor:
+            seen: Optional[dict] = None, keep_uint8: bool = False) -> torch.Tensor:
     """A path or binary file object -> (3, H, W) float32; every failure is an ImageReadError naming
     ``name``. ``seen``: given a dict, its "orientation" is set to the file's EXIF orientation (1..8)."""
     try:
@@ -764,7 +780,7 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
             width, height = oriented.size
             if width == 0 or height == 0:
                 raise ImageReadError(f"{name}: empty image ({width}x{height})")
-            array = _to_rgb_array(oriented, name)  # (H, W, 3)
+            array = _to_rgb_array(oriented, name, keep_uint8=keep_uint8)  # (H, W, 3)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
@@ -781,7 +797,10 @@ def _decode(source, name: str, *, max_pixels: Optional[int] = None, orient: bool
         raise ImageReadError(f"{name}: ran out of memory decoding the image ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"{name}: cannot decode image ({e})") from None
-    image = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))  # (3, H, W)
+    chw = np.ascontiguousarray(array.transpose(2, 0, 1))  # (3, H, W): a copy, but for 1 x W images
+    if not chw.flags.writeable:  # read-only PIL pixels (keep_uint8) that needed no copy: torch warns
+        chw = chw.copy()
+    image = torch.from_numpy(chw)
     return undo_orientation(image, orientation) if turned_by_pil and not orient else image
 
 

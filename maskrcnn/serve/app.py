@@ -21,8 +21,9 @@ Content-Type (no image format starts so). It answers::
 
 ``file_name``: the form's file name as the client sent it (the ``%22``, ``%0D``, ``%0A`` clients write
 for '"', CR and LF undone), ``upload`` for a raw body. ``notes``: what the client should know about how
-its upload was read (a multi-frame file's frames left out) or answered (a ``score_thresh`` below what an
-exported ONNX model keeps: nothing lower comes back), else empty.
+its upload was read (a multi-frame file's frames left out; an image under 16 px on its shorter side,
+whose detections are unreliable) or answered (a ``score_thresh`` below what an exported ONNX model keeps:
+nothing lower comes back; a tiled answer cut at ``detections_per_image``), else empty.
 
 where each COCO result is what ``maskrcnn predict`` writes to ``predictions.json`` (``image_id`` 1,
 ``category_id``, ``category_name``, ``bbox`` [x, y, w, h], ``score``, ``segmentation`` compressed RLE,
@@ -68,10 +69,11 @@ import io
 import json
 import logging
 import re
+import threading
 import time
 import warnings
 from collections import Counter
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from importlib import resources
 from typing import Optional
 
@@ -85,7 +87,13 @@ from starlette.requests import ClientDisconnect
 
 from maskrcnn.class_names import distinct_class_names
 from maskrcnn.data.coco_results import detections_to_coco_results
-from maskrcnn.data.images import ImageReadError, ImageTooLargeError, MultiFrameWarning, decode_image_bytes
+from maskrcnn.data.images import (
+    ImageReadError,
+    ImageTooLargeError,
+    MultiFrameWarning,
+    as_float_image,
+    decode_image_bytes,
+)
 from maskrcnn.overlay_colors import detection_colors
 from maskrcnn.serve import (
     DEFAULT_MAX_PENDING,
@@ -260,7 +268,7 @@ async def _image_from_request(request, body: bytes, limit: int) -> tuple:
         detail = str(getattr(e, "detail", e))
         if detail.startswith("Too many files"):
             raise RequestError(400, f"one image per request (got over {_MAX_FORM_FILES} files)") from None
-        raise RequestError(400, f"cannot parse the multipart form: {detail}") from None
+        raise RequestError(400, f"cannot parse the multipart form: {_multipart_reason(detail, e)}") from None
     # any one file field: `image` and `file` are the usual names, but a client's own name is as clear
     uploads = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile)]
     if len(uploads) > 1:
@@ -299,9 +307,28 @@ def _sent_file_name(name: Optional[str]) -> Optional[str]:
 
 
 def _one_line(name: str) -> str:
-    """``name`` for the server's log (decode warnings name the file): a CR or LF in it stays encoded, so
-    that no client can write a line of its own into the log."""
-    return name.replace("\r", "%0D").replace("\n", "%0A")
+    """``name`` for the server's log and a refusal's message (decode warnings and errors name the file):
+    control characters (CR, LF, tab, ...) written as Python and JSON escape them (``\\r``, ``\\n``), so
+    that no client can write a line of its own into the log, and a 400 shows the name as the JSON of a
+    200's ``file_name`` does (it was %0D here and a CR there)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
+
+
+def _multipart_reason(detail: str, error: Exception) -> str:
+    """Starlette's message for a form it cannot parse, with the parser's reason (Starlette says only
+    "Invalid multipart data." and keeps the reason down the exception's chain)."""
+    reason, err = "", error
+    for _ in range(4):  # HTTPException <- (context) MultiPartException <- (cause) the parser's error
+        err = err.__cause__ or err.__context__
+        if err is None:
+            break
+        reason = str(err).strip()
+    if "header size" in reason.lower():
+        from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
+
+        return (f"a part's header line (its Content-Disposition, which holds the file name) is longer than "
+                f"the parser's limit of {DEFAULT_MAX_HEADER_SIZE} bytes: send the file under a shorter name")
+    return f"{detail} ({reason})" if reason and reason not in detail else detail
 
 
 # Files a form may carry before the parser stops (one is used; more are a 400 that names them).
@@ -482,15 +509,20 @@ def _urlencoded_body_note(data: bytes) -> str:
     return f"received {len(data)} bytes sent as application/x-www-form-urlencoded, starting {data[:16]!r}"
 
 
-def _decode_upload(data: bytes, name: str, max_pixels: int) -> tuple:
+def _decode_upload(data: bytes, name: str, max_pixels: int, slots: Optional[threading.Semaphore] = None
+                   ) -> tuple:
     """-> (the decoded (3, H, W) image, [notes for the client]). A multi-frame file (an animated GIF, a
     multi-page TIFF) is read as its first frame with a warning; the warning reaches only the server's
     log, so the client that sent the file is told in the answer's ``notes`` too. Called here, not by the
-    thread pool directly, so that the warning names this module, not the pool's (anyio)."""
+    thread pool directly, so that the warning names this module, not the pool's (anyio).
+
+    The image stays uint8 (an 8-bit file) until the batch worker hands it to the model
+    (``as_float_image``): it waits in the queue at a quarter of float32's memory. ``slots``: at most
+    that many decodes at once (a decode's own peak is several copies of the image)."""
     notes, caught = [], []
     try:
-        with caught_here() as caught:
-            image = decode_image_bytes(data, name=name, max_pixels=max_pixels)
+        with slots if slots is not None else nullcontext(), caught_here() as caught:
+            image = decode_image_bytes(data, name=name, max_pixels=max_pixels, keep_uint8=True)
     finally:  # logged as ever (also when the upload is then refused), and told to the client
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
@@ -507,6 +539,26 @@ def _decode_upload(data: bytes, name: str, max_pixels: int) -> tuple:
     except Exception:  # decoded once already: a second look that fails costs the note, not the answer
         pass
     return image, notes
+
+
+def decode_slots(batch_size: int) -> threading.BoundedSemaphore:
+    """How many uploads may be decoded at once: enough to have the next batch ready while the model runs
+    one, no more. 20 clients sending 16-megapixel PNGs at once took the server from 1.8 GB to 9.6 GB
+    when each of the pool's threads decoded one."""
+    return threading.BoundedSemaphore(max(2, int(batch_size) + 1))
+
+
+def _tiny_image_note(predictor, height: int, width: int) -> Optional[str]:
+    """What ``maskrcnn predict`` warns of an image under ``TINY_IMAGE_PX`` on its shorter side, for the
+    answer's notes (None for a larger image, or a predictor without a config)."""
+    from maskrcnn.commands.predict import TINY_IMAGE_PX
+
+    cfg = getattr(predictor, "cfg", None)
+    if cfg is None or min(height, width) >= TINY_IMAGE_PX:
+        return None
+    from maskrcnn.commands.predict_images import tiny_images_note
+
+    return tiny_images_note(1, f"this upload, {width}x{height}", cfg.input.min_size_test)
 
 
 def _json_image_note(text: str) -> str:
@@ -570,8 +622,56 @@ def run_by_size(predict_tensors, images: list) -> list:
         groups.setdefault(tuple(image.shape[-2:]), []).append(i)
     out = [None] * len(images)
     for ids in groups.values():
-        for i, det in zip(ids, predict_tensors([images[i] for i in ids])):
+        # float here, for this forward only: uint8 while it waited (``_decode_upload``)
+        for i, det in zip(ids, predict_tensors([as_float_image(images[i]) for i in ids])):
             out[i] = det
+    return out
+
+
+# The key of a detections dict the batch worker adds: notes for that image's client (popped by the handler).
+NOTES_KEY = "serve_notes"
+
+# tiling.cap_note's facts, read back from the Predictor's warning (its advice is for a Python caller)
+_CAP_FACTS = re.compile(r"(tiled prediction of a \d+x\d+ image kept the best (\d+) of (\d+) detections "
+                        r"\([^)]*\))")
+
+
+def _cap_note_for_client(text: str) -> Optional[str]:
+    """The answer's note for the Predictor's tiling cap warning (None for another warning): its facts,
+    and what the server's operator can change (the Predictor's own advice names its Python API)."""
+    found = _CAP_FACTS.match(text)
+    if not found:
+        return None
+    facts, kept, total = found.group(1), int(found.group(2)), int(found.group(3))
+    more = max(total, 2 * kept)
+    if "ONNX" in text:
+        fix = ("the cap is fixed in this server's ONNX model: export the checkpoint again with --set "
+               f"model.roi_heads.detections_per_image={more} and serve that")
+    else:
+        fix = (f"to keep more, the server must be started with --set "
+               f"model.roi_heads.detections_per_image={more}")
+    return f"{facts}; {fix}"
+
+
+def _run_batch(predictor, images: list) -> list:
+    """The batch worker's ``run_batch``: ``run_by_size``; with tiling, one image per call, so that each
+    image whose merge is cut at ``detections_per_image`` gets its note (``NOTES_KEY``): the Predictor warns
+    of it once per process, in the server's log only."""
+    if getattr(predictor, "tile", None) is None:
+        return run_by_size(predictor.predict_tensors, images)
+    out = []
+    for image in images:
+        if hasattr(predictor, "_tile_cap_warned"):
+            predictor._tile_cap_warned = False  # its "said once" is per process; each client needs its own
+        with caught_here() as caught:
+            (det,) = run_by_size(predictor.predict_tensors, [image])
+        notes = []
+        for w in caught:  # logged as ever, and the cap told to the client
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            note = _cap_note_for_client(str(w.message))
+            if note:
+                notes.append(note)
+        out.append({**det, NOTES_KEY: notes})
     return out
 
 
@@ -639,8 +739,9 @@ def create_app(
     for name, value in (("upload_timeout_s", upload_timeout_s), ("request_timeout_s", request_timeout_s)):
         if value is not None and not 0 < value < float("inf"):
             raise ValueError(f"{name} must be a finite number of seconds > 0 (None: no limit), got {value}")
+    slots = decode_slots(predictor.batch_size)
     batches = BatchQueue(
-        lambda images: run_by_size(predictor.predict_tensors, images),
+        lambda images: _run_batch(predictor, images),
         batch_size=predictor.batch_size,
         max_wait_s=max_wait_s,
         max_pending=max_pending,
@@ -785,6 +886,7 @@ def create_app(
             if payload is not None and "image" in payload:
                 data, name, fields = _image_from_json(payload)  # {"image": "<base64>"}
             elif payload is not None:
+                _check_tasks(payload)
                 # Label Studio's tasks: score_thresh in the query or beside 'tasks', as for an image;
                 # another query parameter is a 400 (the body's other keys are Label Studio's own)
                 given = [("score_thresh", payload["score_thresh"])] if "score_thresh" in payload else []
@@ -803,7 +905,8 @@ def create_app(
                     400, "empty upload: send an image file (form field 'image' or the raw body)"
                 )
             try:
-                image, notes = await run_in_threadpool(_decode_upload, data, _one_line(name), max_pixels)
+                image, notes = await run_in_threadpool(_decode_upload, data, _one_line(name), max_pixels,
+                                                       slots)
             except ImageTooLargeError as e:
                 # the server's own limit is named once; PIL's (lower) one gets the server's added
                 own = e.caller_limit == max_pixels
@@ -823,11 +926,16 @@ def create_app(
             except QueueFullError as e:
                 raise RequestError(503, str(e)) from None
             det = await _result_unless_disconnected(request, future, request_timeout_s)
+            det = dict(det)
+            notes = [*notes, *det.pop(NOTES_KEY, [])]  # the tiling cap, told by the batch worker
             det = filter_by_score(det, thresh)
             low = _fixed_threshold_note(predictor, thresh)
             if low:  # an ONNX graph drops lower scores itself: told, as predict tells it
                 notes = [*notes, low]
             H, W = image.shape[-2:]
+            tiny = _tiny_image_note(predictor, int(H), int(W))
+            if tiny:
+                notes = [*notes, tiny]
             answer = {"file_name": name, "width": int(W), "height": int(H), "categories": categories,
                       "notes": notes}
             body = await run_in_threadpool(_encode_answer, answer, det, label_to_cat, t0, names,
@@ -840,7 +948,7 @@ def create_app(
         predictor, batches, app.state.stats, max_pixels=max_pixels, request_timeout_s=request_timeout_s,
         model_version=weights_name or "maskrcnn",
         fetcher=labelstudio_fetcher or ImageFetcher(max_bytes=max_upload_bytes),
-        min_region_area=min_region_area,
+        min_region_area=min_region_area, decode_slots=slots,
     )
 
     @app.post("/setup")
@@ -860,6 +968,22 @@ def create_app(
 
 
 _TOO_DEEP = "the JSON body does not parse: its arrays or objects are nested too deeply"
+
+
+def _check_tasks(payload: dict) -> None:
+    """A 400 for a JSON body that is neither an image nor Label Studio's tasks, worded for both kinds of
+    client (one who sent ``{}`` is not told of Label Studio alone)."""
+    if "tasks" not in payload:
+        keys = sorted(map(str, payload))
+        shown = ", ".join(map(repr, keys[:10])) + (f", ... ({len(keys)} keys)" if len(keys) > 10 else "")
+        got = f"keys [{shown}]" if keys else "no keys"
+        raise RequestError(400, "a JSON body needs 'image' (the image file in base64, or a data: URL) or, "
+                                f"from Label Studio, a 'tasks' list; got {got}")
+    tasks = payload["tasks"]
+    if not isinstance(tasks, list):
+        kind = {dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(tasks), "a number" if isinstance(tasks, (int, float)) else type(tasks).__name__)
+        raise RequestError(400, f"'tasks' must be a list of Label Studio tasks, got {kind}")
 
 
 def _object_without_repeats(pairs: list) -> dict:

@@ -56,6 +56,7 @@ import hashlib
 import logging
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
+from contextlib import nullcontext
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -363,8 +364,9 @@ class LabelStudioBackend:
     ``request_timeouts``)."""
 
     def __init__(self, predictor, batches, stats, *, max_pixels, request_timeout_s, model_version, fetcher,
-                 min_region_area: float = DEFAULT_MIN_REGION_AREA):
+                 min_region_area: float = DEFAULT_MIN_REGION_AREA, decode_slots=None):
         self.batches, self.stats, self.fetcher = batches, stats, fetcher
+        self.decode_slots = decode_slots  # the server's bound on decodes at once (app.decode_slots)
         self.names = distinct_class_names(predictor.class_names)  # Label Studio refuses repeated labels
         # as the checkpoint names them (a Predictor's class_names are told apart already): a project's
         # label equal to a renamed one is told what it is called here
@@ -441,10 +443,12 @@ class LabelStudioBackend:
         from maskrcnn.data.images import decode_image_bytes
 
         data, name = self.fetcher.fetch(reference)
-        return decode_image_bytes(data, name=name, max_pixels=self.max_pixels)
+        # uint8 while it waits for the model, as an upload (app._decode_upload); the worker makes it float
+        with self.decode_slots if self.decode_slots is not None else nullcontext():
+            return decode_image_bytes(data, name=name, max_pixels=self.max_pixels, keep_uint8=True)
 
     async def _detect(self, image, *, score_thresh: Optional[float] = None):
-        from maskrcnn.serve.app import filter_by_score  # (app imports this module)
+        from maskrcnn.serve.app import NOTES_KEY, filter_by_score  # (app imports this module)
 
         future = self.batches.submit(image)  # QueueFullError: this task's prediction is empty
         try:
@@ -453,6 +457,7 @@ class LabelStudioBackend:
             future.cancel()
             self.stats["request_timeouts"] += 1
             raise TimeoutError(f"no answer within {self.request_timeout_s:g} s (--request-timeout)") from None
+        det = {k: v for k, v in det.items() if k != NOTES_KEY}  # notes for an upload's answer: none here
         return filter_by_score(det, score_thresh)
 
     async def predict(self, payload: dict, *, score_thresh: Optional[float] = None) -> dict:

@@ -99,6 +99,13 @@ def decode_data_url(reference: str, *, max_bytes: int) -> bytes:
     return data
 
 
+def _socket_of(response) -> Optional[socket.socket]:
+    """The socket an ``http.client`` response reads from (its timeout is then set per read), or None
+    where the response is not one (the stdlib keeps it as ``fp.raw._sock``)."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     """Follows redirects to http(s) URLs only (urllib would follow one to ftp:// too)."""
 
@@ -262,15 +269,25 @@ class ImageFetcher:
                 if declared and declared.isdigit() and int(declared) > self.max_bytes:
                     raise FetchError(f"{_short(url)}: {declared} bytes, over the limit of {self.max_bytes}")
                 body = bytearray()
+                sock = _socket_of(response)
                 while True:
-                    chunk = response.read(_CHUNK)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise FetchError(f"{_short(url)}: not downloaded within {self.timeout_s:g} s")
+                    if sock is not None:  # no single wait for bytes may outlast the whole download's time
+                        sock.settimeout(remaining)
+                    # read1: what has arrived (up to a chunk), not read(n), which waits for n bytes or the
+                    # end: a server that trickles a body without Content-Length held it past the deadline
+                    try:
+                        chunk = response.read1(_CHUNK)
+                    except (socket.timeout, TimeoutError):
+                        raise FetchError(
+                            f"{_short(url)}: not downloaded within {self.timeout_s:g} s") from None
                     if not chunk:
                         break
                     body += chunk
                     if len(body) > self.max_bytes:
                         raise FetchError(f"{_short(url)}: more than the limit of {self.max_bytes} bytes")
-                    if time.monotonic() > deadline:
-                        raise FetchError(f"{_short(url)}: not downloaded within {self.timeout_s:g} s")
                 return bytes(body)
         except urllib.error.HTTPError as e:
             hint = " (check --ls-token / LABEL_STUDIO_API_KEY)" if e.code in (401, 403) else ""
