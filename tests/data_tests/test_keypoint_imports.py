@@ -183,3 +183,44 @@ def test_labelstudio_json_min_keypoints_go_to_the_region_holding_them(tmp_path, 
     coco = _read(out)
     assert coco["categories"] == [{"id": 1, "name": "person", "keypoints": ["tail"], "skeleton": []}]
     assert coco["annotations"][0]["keypoints"] == [35.5, 7.5, 2]  # 75% of 48, 25% of 32, less 0.5
+
+
+def test_cvat_skeleton_label_pairs_with_the_box_of_another_label_in_its_group(tmp_path, capsys):
+    """CVAT's real layout: a skeleton label draws only skeletons, so a person is a 'person' box grouped
+    with a 'critter' skeleton. They were paired only within one label: two boxes without keypoints beside
+    two skeletons boxed by their points (4 instances in 2 classes). Now one instance per group, of the
+    box's class, which carries the skeleton's set in <meta>'s order; the skeleton label is no class. A
+    group holding two regions of other labels pairs none: the skeleton is written apart, said once."""
+    _png(tmp_path / "a.png")
+    meta = _META.replace("<labels>", "<labels><label><name>person</name><type>rectangle</type></label>"
+                                     "<label><name>bag</name><type>rectangle</type></label>")
+    image = ('<image id="0" name="a.png" width="48" height="32">'
+             '<box label="person" xtl="2" ytl="3" xbr="20" ybr="25" group_id="1"></box>'
+             '<skeleton label="critter" group_id="1">' + _point("tail", 15.5, 20.5) + _point("head", 5.5, 6.5)
+             + "</skeleton>"
+             '<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>'
+             '<skeleton label="critter" group_id="2">' + _point("head", 30.5, 4.5) + _point("neck", 31, 12)
+             + "</skeleton></image>")
+    (tmp_path / "annotations.xml").write_text(_cvat([image], meta), encoding="utf-8")
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    coco = _read(out)
+    assert coco["categories"] == [{"id": 1, "name": "person", "keypoints": ["head", "neck", "tail"],
+                                   "skeleton": [[1, 2], [2, 3]]}, {"id": 2, "name": "bag"}]
+    first, second = coco["annotations"]
+    assert first["bbox"] == [2.0, 3.0, 18.0, 22.0] and first["category_id"] == 1
+    assert first["keypoints"] == [5.0, 6.0, 2, 0.0, 0.0, 0, 15.0, 20.0, 2]
+    assert second["keypoints"] == [30.0, 4.0, 2, 30.5, 11.5, 2, 0.0, 0.0, 0]
+    assert "boxed by their keypoints" not in capsys.readouterr().err
+    # a group with a person and a bag box: which one the skeleton is is unknown
+    image = image.replace('<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>',
+                          '<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>'
+                          '<box label="bag" xtl="24" ytl="20" xbr="30" ybr="28" group_id="2"></box>')
+    (tmp_path / "annotations.xml").write_text(_cvat([image], meta), encoding="utf-8")
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    coco = _read(out)
+    assert [c["name"] for c in coco["categories"]] == ["person", "bag", "critter"]
+    assert len(coco["annotations"]) == 4 and coco["annotations"][-1]["category_id"] == 3
+    assert "group 2, which holds regions of labels bag, person" in err
+    assert "1 CVAT skeletons in a group of several regions" in err
