@@ -224,3 +224,31 @@ def test_cvat_skeleton_label_pairs_with_the_box_of_another_label_in_its_group(tm
     assert len(coco["annotations"]) == 4 and coco["annotations"][-1]["category_id"] == 3
     assert "group 2, which holds regions of labels bag, person" in err
     assert "1 CVAT skeletons in a group of several regions" in err
+
+
+def test_labelstudio_keypoints_among_overlapping_regions_are_counted_and_stay_with_their_class(tmp_path,
+                                                                                                 capsys):
+    """Without parentID, a keypoint in two overlapping people went to one of them silently (the order of
+    the results decided); now each is counted in one line saying to select the region. A person's wrist
+    inside a hand box goes to the person, whose class names the wrist already, not to the smaller hand;
+    a wrist held only by a hand box is left out, counted, rather than adding 'left_wrist' to 'hand'."""
+    regions = [_ls_result("A", "rectanglelabels", ["person"], x=0, y=0, width=50, height=100),
+               _ls_result("B", "rectanglelabels", ["person"], x=40, y=0, width=55, height=100),
+               _ls_result("h", "rectanglelabels", ["hand"], x=10, y=40, width=10, height=20),
+               _ls_result("h2", "rectanglelabels", ["hand"], x=96, y=40, width=3, height=20)]
+    src = _ls_file(tmp_path, regions + [_kp("k1", "left_wrist", 80, 50),  # in B only
+                                        _kp("k2", "left_wrist", 15, 50),  # in A and the hand: A
+                                        _kp("k3", "nose", 45, 10),  # in A and B: counted, the smaller A
+                                        _kp("k4", "left_wrist", 97, 50)])  # in a hand only: left out
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "labelstudio", str(src), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    coco = _read(out)
+    person, = (c for c in coco["categories"] if c["name"] == "person")
+    assert person["keypoints"] == ["nose", "left_wrist"]
+    assert all("keypoints" not in c for c in coco["categories"] if c["name"] == "hand")
+    a, b = (x for x in coco["annotations"] if x["category_id"] == person["id"])
+    assert a["keypoints"] == [21.1, 2.7, 2, 6.7, 15.5, 2] and b["keypoints"] == [0.0, 0.0, 0, 37.9, 15.5, 2]
+    assert ("1 Label Studio keypoints assigned by containment among overlapping regions: select their "
+            "region when placing them so Label Studio writes parentID") in err
+    assert "1 Label Studio keypoints only in regions of classes whose keypoints lack their name" in err
