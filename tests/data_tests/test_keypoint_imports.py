@@ -252,3 +252,24 @@ def test_labelstudio_keypoints_among_overlapping_regions_are_counted_and_stay_wi
     assert ("1 Label Studio keypoints assigned by containment among overlapping regions: select their "
             "region when placing them so Label Studio writes parentID") in err
     assert "1 Label Studio keypoints only in regions of classes whose keypoints lack their name" in err
+
+
+def test_cvat_video_skeleton_track_leaving_the_view_is_an_outside_shape(tmp_path, capsys):
+    """A skeleton track leaving the view: CVAT writes the <skeleton> without 'outside', every <points> of
+    it outside="1". It was a skipped record ("no keypoint is labelled") at each track end; now it is left
+    out with the other shapes outside the view."""
+    for frame in range(3):
+        _png(tmp_path / "images" / f"frame_{frame:06d}.PNG")
+    meta = _META.replace("<task>", "<task><size>3</size><mode>interpolation</mode><start_frame>0"
+                                   "</start_frame><stop_frame>2</stop_frame>")
+    track = ('<track id="0" label="critter">' + "".join(
+        f'<skeleton frame="{f}" keyframe="1">' + _point("head", 10 + f, 8, outside=int(f == 2))
+        + _point("tail", 30 + f, 20, outside=int(f == 2)) + "</skeleton>" for f in range(3)) + "</track>")
+    (tmp_path / "annotations.xml").write_text(_cvat([track], meta), encoding="utf-8")
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    err = captured.err + captured.out
+    assert len(_read(out)["annotations"]) == 2
+    assert "no keypoint is labelled" not in err and "no_keypoints" not in err
+    assert "1 CVAT track shapes outside the view left out" in err
