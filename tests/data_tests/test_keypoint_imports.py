@@ -273,3 +273,21 @@ def test_cvat_video_skeleton_track_leaving_the_view_is_an_outside_shape(tmp_path
     assert len(_read(out)["annotations"]) == 2
     assert "no keypoint is labelled" not in err and "no_keypoints" not in err
     assert "1 CVAT track shapes outside the view left out" in err
+
+
+def test_the_not_imported_line_lists_only_kinds_that_are_not_imported():
+    """Every note holding "left out" was listed as "what it holds is not imported", shapes outside a
+    video's view too, though shapes of that kind are imported where they are in view."""
+    import io
+
+    from maskrcnn.data.formats.common import Report
+    from maskrcnn.data.formats.left_out import left_out_line
+
+    report = Report(stream=io.StringIO())
+    report.note("CVAT track shapes outside the view left out", 3)
+    report.note("cancelled annotations left out", 2)
+    assert left_out_line(report) is None
+    report.note("CVAT points shapes left out (no area)", 4)
+    line = left_out_line(report)
+    assert line.startswith("what it holds is not imported: 4 CVAT points shapes left out (no area); ")
+    assert "outside the view" not in line and "cancelled" not in line
