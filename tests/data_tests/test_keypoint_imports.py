@@ -291,3 +291,17 @@ def test_the_not_imported_line_lists_only_kinds_that_are_not_imported():
     line = left_out_line(report)
     assert line.startswith("what it holds is not imported: 4 CVAT points shapes left out (no area); ")
     assert "outside the view" not in line and "cancelled" not in line
+
+
+def test_cvat_skeleton_edges_to_a_node_naming_no_point_are_said(tmp_path, capsys):
+    """An svg whose node 3 has a circle without data-label-name: its edge was dropped silently."""
+    _png(tmp_path / "a.png")
+    meta = _META.replace('data-node-id="3" data-label-name="tail"', 'data-node-id="3"')
+    image = ('<image id="0" name="a.png" width="48" height="32"><skeleton label="critter">'
+             + _point("head", 5, 6) + _point("neck", 15, 20) + "</skeleton></image>")
+    (tmp_path / "annotations.xml").write_text(_cvat([image], meta), encoding="utf-8")
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert _read(out)["categories"][0]["skeleton"] == [[1, 2]]
+    assert "skeleton label 'critter': 1 edge(s) of its <svg> left out" in captured.out + captured.err

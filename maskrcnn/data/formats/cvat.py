@@ -502,7 +502,7 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
         images = _subset(xml_path, images, split)
     else:
         _tell_subsets(images, report=report, where=xml_name)
-    skeletons = declared_skeletons(root)
+    skeletons = declared_skeletons(root, report=report, where=xml_name)
     declare_skeletons(builder, skeletons)
     listings: dict = {}  # folders read for names stored in another Unicode form (common.unicode_form_match)
     adopted: dict = {}  # region label -> the skeleton label whose skeletons were grouped with its regions

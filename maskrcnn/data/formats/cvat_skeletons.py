@@ -58,9 +58,10 @@ def _svg_elements(svg: str) -> list:
             for m in _TAG.finditer(svg or "")]
 
 
-def _edges(svg: str, names: list) -> list:
-    """1-based pairs into ``names`` from the svg's lines (see the module docstring); pairs naming a node
-    that is not a listed point are left out."""
+def _edges(svg: str, names: list) -> tuple:
+    """(1-based pairs into ``names`` from the svg's lines (see the module docstring), how many lines were
+    left out for naming a node that is not a listed point: a node whose circle has no data-label-name
+    among circles that have one, or a number past the points)."""
     elements = _svg_elements(svg)
     node_names = {a.get("data-node-id"): a.get("data-label-name") for tag, a in elements
                   if tag == "circle" and a.get("data-label-name")}
@@ -72,16 +73,20 @@ def _edges(svg: str, names: list) -> list:
         return int(node) if node and node.isdigit() and 1 <= int(node) <= len(names) else None
 
     pairs = []
+    dropped = 0
     for tag, a in elements:
         if tag == "line":
             ends = (position(a.get("data-node-from")), position(a.get("data-node-to")))
-            if None not in ends and ends[0] != ends[1] and list(ends) not in pairs:
+            if None in ends:
+                dropped += 1
+            elif ends[0] != ends[1] and list(ends) not in pairs:
                 pairs.append(list(ends))
-    return pairs
+    return pairs, dropped
 
 
-def declared_skeletons(root: ET.Element) -> dict:
-    """{skeleton label: (point names in the order ``<meta>`` lists them, 1-based edge pairs)}."""
+def declared_skeletons(root: ET.Element, *, report: Optional[Report] = None, where: str = "") -> dict:
+    """{skeleton label: (point names in the order ``<meta>`` lists them, 1-based edge pairs)}; edges left
+    out (a line to a node naming no point) said in one line per label to ``report``."""
     meta = root.find("meta")
     if meta is None:
         return {}
@@ -94,7 +99,12 @@ def declared_skeletons(root: ET.Element) -> dict:
             parts = [(sub.findtext("name") or "").strip() for sub in labels
                      if (sub.findtext("parent") or "").strip() == name]
             points = list(dict.fromkeys(n for n in nested + parts if n))
-            found[name] = (points, _edges(label.findtext("svg") or "", points))
+            edges, dropped = _edges(label.findtext("svg") or "", points)
+            found[name] = (points, edges)
+            if dropped and report is not None:
+                report.tell(where, f"skeleton label {name!r}: {dropped} edge(s) of its <svg> left out, their "
+                                   "node naming none of its points (a circle without data-label-name, or a "
+                                   "number past them); its other edges kept")
     return found
 
 
