@@ -516,8 +516,8 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     builder.declare(declared)
     _tell_label_order(declared, report=report, where=xml_name)
     ordered = {nfc(name) for name, (points, _) in skeletons.items() if points}
-    finish_keypoints(builder, report=report, where=xml_name,
-                     declared=ordered | {region for region, skeleton in adopted.items() if skeleton in ordered})
+    adopting = {region for region, skeleton in adopted.items() if skeleton in ordered}
+    finish_keypoints(builder, report=report, where=xml_name, declared=ordered | adopting)
     if nested:  # once per file: one line per shape would bury the problems
         report.warn(xml_name, f"{nested} element(s) nested inside shapes ignored (a shape holds only "
                               "<attribute> elements; its geometry is in its own attributes)")

@@ -34,18 +34,19 @@ import numpy as np
 
 from maskrcnn.data.formats.common import CocoBuilder, Report, Skip
 from maskrcnn.data.formats.geometry import numbers, turn_points
-from maskrcnn.data.unicode_names import nfc
 from maskrcnn.data.formats.keypoint_instances import (
     add_keypoint_instance,
     attach_points,
     declare_keypoint_set,
 )
+from maskrcnn.data.unicode_names import nfc
 
 __all__ = ["BESIDE_LOOSE", "BOXED_BY_POINTS", "SEVERAL_REGIONS", "add_skeleton", "declare_skeletons",
            "declared_skeletons", "layer", "skeleton_points", "paired_only_labels"]
 
 BOXED_BY_POINTS = "CVAT skeletons boxed by their keypoints' extent (no region in their group)"
-SEVERAL_REGIONS = "CVAT skeletons in a group of several regions, none of its label (written apart, boxed by points)"
+SEVERAL_REGIONS = ("CVAT skeletons in a group of several regions, none of its label (written apart, boxed by "
+                   "points)")
 BESIDE_LOOSE = "CVAT skeletons beside ungrouped regions (two instances of one object?)"
 _TAG = re.compile(r"<\s*(line|circle)\b([^>]*)>", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r"([\w-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")

@@ -43,8 +43,8 @@ __all__ = ["NO_PARENT", "OTHER_CLASS", "OUTSIDE_REGIONS", "OVERLAPPING", "add_ta
 OUTSIDE_REGIONS = "Label Studio keypoints in no region of their annotation (object unknown), left out"
 NO_PARENT = "Label Studio keypoints whose parentID names no region converted in their annotation, left out"
 _TWICE = "Label Studio keypoints of a name their region already holds, left out"
-OVERLAPPING = ("Label Studio keypoints assigned by containment among overlapping regions: select their region "
-               "when placing them so Label Studio writes parentID")
+OVERLAPPING = ("Label Studio keypoints assigned by containment among overlapping regions: select their "
+               "region when placing them so Label Studio writes parentID")
 OTHER_CLASS = ("Label Studio keypoints only in regions of classes whose keypoints lack their name (another "
                "class's name it), left out")
 
