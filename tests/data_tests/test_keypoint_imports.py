@@ -183,3 +183,125 @@ def test_labelstudio_json_min_keypoints_go_to_the_region_holding_them(tmp_path, 
     coco = _read(out)
     assert coco["categories"] == [{"id": 1, "name": "person", "keypoints": ["tail"], "skeleton": []}]
     assert coco["annotations"][0]["keypoints"] == [35.5, 7.5, 2]  # 75% of 48, 25% of 32, less 0.5
+
+
+def test_cvat_skeleton_label_pairs_with_the_box_of_another_label_in_its_group(tmp_path, capsys):
+    """CVAT's real layout: a skeleton label draws only skeletons, so a person is a 'person' box grouped
+    with a 'critter' skeleton. They were paired only within one label: two boxes without keypoints beside
+    two skeletons boxed by their points (4 instances in 2 classes). Now one instance per group, of the
+    box's class, which carries the skeleton's set in <meta>'s order; the skeleton label is no class. A
+    group holding two regions of other labels pairs none: the skeleton is written apart, said once."""
+    _png(tmp_path / "a.png")
+    meta = _META.replace("<labels>", "<labels><label><name>person</name><type>rectangle</type></label>"
+                                     "<label><name>bag</name><type>rectangle</type></label>")
+    image = ('<image id="0" name="a.png" width="48" height="32">'
+             '<box label="person" xtl="2" ytl="3" xbr="20" ybr="25" group_id="1"></box>'
+             '<skeleton label="critter" group_id="1">' + _point("tail", 15.5, 20.5) + _point("head", 5.5, 6.5)
+             + "</skeleton>"
+             '<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>'
+             '<skeleton label="critter" group_id="2">' + _point("head", 30.5, 4.5) + _point("neck", 31, 12)
+             + "</skeleton></image>")
+    (tmp_path / "annotations.xml").write_text(_cvat([image], meta), encoding="utf-8")
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    coco = _read(out)
+    assert coco["categories"] == [{"id": 1, "name": "person", "keypoints": ["head", "neck", "tail"],
+                                   "skeleton": [[1, 2], [2, 3]]}, {"id": 2, "name": "bag"}]
+    first, second = coco["annotations"]
+    assert first["bbox"] == [2.0, 3.0, 18.0, 22.0] and first["category_id"] == 1
+    assert first["keypoints"] == [5.0, 6.0, 2, 0.0, 0.0, 0, 15.0, 20.0, 2]
+    assert second["keypoints"] == [30.0, 4.0, 2, 30.5, 11.5, 2, 0.0, 0.0, 0]
+    assert "boxed by their keypoints" not in capsys.readouterr().err
+    # a group with a person and a bag box: which one the skeleton is is unknown
+    image = image.replace('<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>',
+                          '<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>'
+                          '<box label="bag" xtl="24" ytl="20" xbr="30" ybr="28" group_id="2"></box>')
+    (tmp_path / "annotations.xml").write_text(_cvat([image], meta), encoding="utf-8")
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    coco = _read(out)
+    assert [c["name"] for c in coco["categories"]] == ["person", "bag", "critter"]
+    assert len(coco["annotations"]) == 4 and coco["annotations"][-1]["category_id"] == 3
+    assert "group 2, which holds regions of labels bag, person" in err
+    assert "1 CVAT skeletons in a group of several regions" in err
+
+
+def test_labelstudio_keypoints_among_overlapping_regions_are_counted_and_stay_with_their_class(tmp_path,
+                                                                                                 capsys):
+    """Without parentID, a keypoint in two overlapping people went to one of them silently (the order of
+    the results decided); now each is counted in one line saying to select the region. A person's wrist
+    inside a hand box goes to the person, whose class names the wrist already, not to the smaller hand;
+    a wrist held only by a hand box is left out, counted, rather than adding 'left_wrist' to 'hand'."""
+    regions = [_ls_result("A", "rectanglelabels", ["person"], x=0, y=0, width=50, height=100),
+               _ls_result("B", "rectanglelabels", ["person"], x=40, y=0, width=55, height=100),
+               _ls_result("h", "rectanglelabels", ["hand"], x=10, y=40, width=10, height=20),
+               _ls_result("h2", "rectanglelabels", ["hand"], x=96, y=40, width=3, height=20)]
+    src = _ls_file(tmp_path, regions + [_kp("k1", "left_wrist", 80, 50),  # in B only
+                                        _kp("k2", "left_wrist", 15, 50),  # in A and the hand: A
+                                        _kp("k3", "nose", 45, 10),  # in A and B: counted, the smaller A
+                                        _kp("k4", "left_wrist", 97, 50)])  # in a hand only: left out
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "labelstudio", str(src), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    coco = _read(out)
+    person, = (c for c in coco["categories"] if c["name"] == "person")
+    assert person["keypoints"] == ["nose", "left_wrist"]
+    assert all("keypoints" not in c for c in coco["categories"] if c["name"] == "hand")
+    a, b = (x for x in coco["annotations"] if x["category_id"] == person["id"])
+    assert a["keypoints"] == [21.1, 2.7, 2, 6.7, 15.5, 2] and b["keypoints"] == [0.0, 0.0, 0, 37.9, 15.5, 2]
+    assert ("1 Label Studio keypoints assigned by containment among overlapping regions: select their "
+            "region when placing them so Label Studio writes parentID") in err
+    assert "1 Label Studio keypoints only in regions of classes whose keypoints lack their name" in err
+
+
+def test_cvat_video_skeleton_track_leaving_the_view_is_an_outside_shape(tmp_path, capsys):
+    """A skeleton track leaving the view: CVAT writes the <skeleton> without 'outside', every <points> of
+    it outside="1". It was a skipped record ("no keypoint is labelled") at each track end; now it is left
+    out with the other shapes outside the view."""
+    for frame in range(3):
+        _png(tmp_path / "images" / f"frame_{frame:06d}.PNG")
+    meta = _META.replace("<task>", "<task><size>3</size><mode>interpolation</mode><start_frame>0"
+                                   "</start_frame><stop_frame>2</stop_frame>")
+    track = ('<track id="0" label="critter">' + "".join(
+        f'<skeleton frame="{f}" keyframe="1">' + _point("head", 10 + f, 8, outside=int(f == 2))
+        + _point("tail", 30 + f, 20, outside=int(f == 2)) + "</skeleton>" for f in range(3)) + "</track>")
+    (tmp_path / "annotations.xml").write_text(_cvat([track], meta), encoding="utf-8")
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    err = captured.err + captured.out
+    assert len(_read(out)["annotations"]) == 2
+    assert "no keypoint is labelled" not in err and "no_keypoints" not in err
+    assert "1 CVAT track shapes outside the view left out" in err
+
+
+def test_the_not_imported_line_lists_only_kinds_that_are_not_imported():
+    """Every note holding "left out" was listed as "what it holds is not imported", shapes outside a
+    video's view too, though shapes of that kind are imported where they are in view."""
+    import io
+
+    from maskrcnn.data.formats.common import Report
+    from maskrcnn.data.formats.left_out import left_out_line
+
+    report = Report(stream=io.StringIO())
+    report.note("CVAT track shapes outside the view left out", 3)
+    report.note("cancelled annotations left out", 2)
+    assert left_out_line(report) is None
+    report.note("CVAT points shapes left out (no area)", 4)
+    line = left_out_line(report)
+    assert line.startswith("what it holds is not imported: 4 CVAT points shapes left out (no area); ")
+    assert "outside the view" not in line and "cancelled" not in line
+
+
+def test_cvat_skeleton_edges_to_a_node_naming_no_point_are_said(tmp_path, capsys):
+    """An svg whose node 3 has a circle without data-label-name: its edge was dropped silently."""
+    _png(tmp_path / "a.png")
+    meta = _META.replace('data-node-id="3" data-label-name="tail"', 'data-node-id="3"')
+    image = ('<image id="0" name="a.png" width="48" height="32"><skeleton label="critter">'
+             + _point("head", 5, 6) + _point("neck", 15, 20) + "</skeleton></image>")
+    (tmp_path / "annotations.xml").write_text(_cvat([image], meta), encoding="utf-8")
+    out = tmp_path / "o.json"
+    assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert _read(out)["categories"][0]["skeleton"] == [[1, 2]]
+    assert "skeleton label 'critter': 1 edge(s) of its <svg> left out" in captured.out + captured.err

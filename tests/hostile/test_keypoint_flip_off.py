@@ -112,3 +112,13 @@ def test_a_configured_pair_of_a_sided_name_with_an_unsided_one_is_warned_naming_
     with warnings.catch_warnings():  # a left with its right: no word
         warnings.simplefilter("error")
         keypoint_flip_map(names, 3, configured=[["L_ear", "R_ear"]], source="kp.json")
+
+
+def test_resuming_a_flips_off_one_sided_run_with_flips_on_is_refused_naming_the_keypoint(tmp_path):
+    """A one-sided set trained with input.flip_prob=0 stores no flip map; resuming it with
+    --set input.flip_prob=0.5 would flip images with no map for 'left_ankle': refused, naming it."""
+    path, images = _file(tmp_path, ONE_SIDED)
+    trainer, _, _ = _build(tmp_path, path, images, {"input.flip_prob": 0, "solver.iters": 1}, overwrite=True)
+    trainer.train()
+    with pytest.raises(ValueError, match="'left_ankle' has no mirror keypoint 'right_ankle'"):
+        _build(tmp_path, path, images, {"input.flip_prob": 0.5}, resume=True, config_named="demo_keypoints")

@@ -84,7 +84,13 @@ from maskrcnn.data.formats.common import (
     unicode_form_match,
     usable_recorded_folder,
 )
-from maskrcnn.data.formats.cvat_skeletons import add_skeleton, declare_skeletons, declared_skeletons, layer
+from maskrcnn.data.formats.cvat_skeletons import (
+    add_skeleton,
+    declare_skeletons,
+    declared_skeletons,
+    layer,
+    paired_only_labels,
+)
 from maskrcnn.data.formats.cvat_video import frame_images, has_tracks
 from maskrcnn.data.formats.geometry import (
     ellipse_points,
@@ -305,7 +311,8 @@ def _check_size(report: Report, where: str, el: ET.Element, height: int, width: 
 
 
 def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBuilder,
-                   report: Report, roots: Sequence[Path], listings: Optional[dict] = None) -> int:
+                   report: Report, roots: Sequence[Path], listings: Optional[dict] = None,
+                   adopted: Optional[dict] = None) -> int:
     """Add one ``<image>``'s instances; the number of elements nested inside its shapes that are not
     their ``<attribute>``s (ignored: a shape is drawn by its own attributes, and hand-edited or other
     tools' files nest shapes there; counted so that they are not lost unsaid)."""
@@ -359,7 +366,7 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
         indices.append(i)
         regions.append(region)
         crowd.append(_is_crowd(shape))
-    grouped: dict = {}  # (label, group_id) -> the instance of that group's regions, for its skeleton
+    grouped: dict = {}  # (label, group_id) -> the instance of that group's regions, for its skeleton(s)
     loose: set = set()  # labels of the ungrouped regions
     for (label, (kind, group)), (indices, regions, crowd) in instances.items():
         try:
@@ -375,8 +382,8 @@ def _convert_image(el: ET.Element, index: int, *, xml_name: str, builder: CocoBu
     for i, shape in skeletons:
         label = stripped_label(shape.get("label"), report=report, where=xml_name)
         try:
-            add_skeleton(builder, image_id, shape, builder.check_label(label), grouped=grouped, loose=loose,
-                         report=report, to_image=to_image, where=where)
+            add_skeleton(builder, image_id, shape, label, grouped=grouped, loose=loose, report=report,
+                         to_image=to_image, where=where, adopted=adopted)
         except Skip as e:
             report.skip(f"{where}: shape [{i}] <skeleton> (label {label!r})", e)
     return nested
@@ -495,17 +502,22 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
         images = _subset(xml_path, images, split)
     else:
         _tell_subsets(images, report=report, where=xml_name)
-    declared = declared_labels(root)
-    builder.declare(declared)
-    _tell_label_order(declared, report=report, where=xml_name)
-    skeletons = declared_skeletons(root)
+    skeletons = declared_skeletons(root, report=report, where=xml_name)
     declare_skeletons(builder, skeletons)
     listings: dict = {}  # folders read for names stored in another Unicode form (common.unicode_form_match)
+    adopted: dict = {}  # region label -> the skeleton label whose skeletons were grouped with its regions
     nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots,
-                                listings=listings)
+                                listings=listings, adopted=adopted)
                  for index, el in enumerate(images))
-    finish_keypoints(builder, report=report, where=xml_name,
-                     declared={nfc(name) for name, (points, _) in skeletons.items() if points})
+    # declared once the images are read: a skeleton label whose skeletons all went onto regions of
+    # another label (a person box's person_pose skeleton) is no class (``cvat_skeletons``)
+    paired_only = paired_only_labels(skeletons, adopted, builder)
+    declared = [name for name in declared_labels(root) if nfc(name) not in paired_only]
+    builder.declare(declared)
+    _tell_label_order(declared, report=report, where=xml_name)
+    ordered = {nfc(name) for name, (points, _) in skeletons.items() if points}
+    adopting = {region for region, skeleton in adopted.items() if skeleton in ordered}
+    finish_keypoints(builder, report=report, where=xml_name, declared=ordered | adopting)
     if nested:  # once per file: one line per shape would bury the problems
         report.warn(xml_name, f"{nested} element(s) nested inside shapes ignored (a shape holds only "
                               "<attribute> elements; its geometry is in its own attributes)")

@@ -143,6 +143,11 @@ def _frame(el: ET.Element):
 
 
 def _outside(el: ET.Element) -> bool:
+    """Whether a track's shape is outside the view: ``outside="1"``; a ``<skeleton>`` has no such
+    attribute, its ``<points>`` have: outside when every one of them is (the object has left the view)."""
+    if el.tag == "skeleton" and el.get("outside") is None:
+        points = [child for child in el if child.tag == "points"]
+        return bool(points) and all(_outside(child) for child in points)
     return (el.get("outside") or "0").strip() in ("1", "true")
 
 

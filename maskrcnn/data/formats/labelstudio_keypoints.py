@@ -11,9 +11,15 @@ Which object a keypoint belongs to:
   that id in the same annotation; a ``parentID`` naming no region converted there leaves the keypoint
   out, counted;
 - else the rectangle, polygon, ellipse or brush region of the annotation that contains it; in several,
-  the smallest (by area: a hand inside a person) that holds no keypoint of its name yet (two people
-  overlapping), in the order the results come; in none, it is left out and counted (its class is
-  unknown: keypoints name parts, not objects).
+  those of a class whose keypoint set names it already (met in earlier tasks or earlier in this one:
+  a person's wrist goes to the person, not to the hand box around it), then the smallest (by area)
+  that holds no keypoint of its name yet (two people overlapping), in the order the results come. A
+  keypoint held by several regions is counted in one line: the order the results come in decides
+  between overlapping people, so select the region when placing a keypoint (Label Studio then writes
+  its parentID). In none, it is left out and counted (its class is unknown: keypoints name parts, not
+  objects); held only by regions of classes whose sets lack its name while another class's set names
+  it (a person's wrist in a hand box alone), it is left out too, counted: giving it to the hand would
+  add 'wrist' to the hand's keypoints.
 
 The region's instance gets the keypoints (its box and mask stay the region's), its category the names
 met, in COCO's order when all are COCO person keypoints, else in the order met (``keypoint_instances``).
@@ -32,11 +38,15 @@ from maskrcnn.data.formats.common import CocoBuilder, Report, Skip
 from maskrcnn.data.formats.geometry import numbers
 from maskrcnn.data.formats.keypoint_instances import attach_points
 
-__all__ = ["NO_PARENT", "OUTSIDE_REGIONS", "add_task_keypoints"]
+__all__ = ["NO_PARENT", "OTHER_CLASS", "OUTSIDE_REGIONS", "OVERLAPPING", "add_task_keypoints"]
 
 OUTSIDE_REGIONS = "Label Studio keypoints in no region of their annotation (object unknown), left out"
 NO_PARENT = "Label Studio keypoints whose parentID names no region converted in their annotation, left out"
 _TWICE = "Label Studio keypoints of a name their region already holds, left out"
+OVERLAPPING = ("Label Studio keypoints assigned by containment among overlapping regions: select their "
+               "region when placing them so Label Studio writes parentID")
+OTHER_CLASS = ("Label Studio keypoints only in regions of classes whose keypoints lack their name (another "
+               "class's name it), left out")
 
 
 def _inside_polygon(x: float, y: float, polygon: Sequence[float]) -> bool:
@@ -83,6 +93,15 @@ def _keypoint(value: dict, *, width: int, height: int) -> tuple:
     return labels[0].strip(), x * width / 100.0, y * height / 100.0
 
 
+def _class_sets(builder: CocoBuilder, placed) -> dict:
+    """{class: the keypoint names it has}: its category's set so far and those placed in this annotation
+    (``placed``: (annotation, {name: point}) pairs)."""
+    sets = {label: set(fields.get("keypoints", ())) for label, fields in builder.category_fields.items()}
+    for ann, points in placed:
+        sets.setdefault(ann["_label"], set()).update(points)
+    return sets
+
+
 def add_task_keypoints(builder: CocoBuilder, keypoints: list, regions: list, *, report: Report,
                        where: str, width: int, height: int) -> None:
     """Lay one annotation's keypoint results onto its converted regions (see the module docstring).
@@ -107,6 +126,14 @@ def add_task_keypoints(builder: CocoBuilder, keypoints: list, regions: list, *, 
             if not holding:
                 report.note(OUTSIDE_REGIONS)
                 continue
+            sets = _class_sets(builder, placed.values())
+            naming = [a for a in holding if label in sets.get(a["_label"], ())]
+            if not naming and any(label in names for names in sets.values()):
+                report.note(OTHER_CLASS)
+                continue
+            holding = naming or holding
+            if len(holding) > 1:
+                report.note(OVERLAPPING)
             # the smallest (a hand's box inside a person's) that has no keypoint of this name yet: where
             # two people overlap, the one whose nose is placed already is not this nose's
             holding.sort(key=lambda a: a["area"])

@@ -3,7 +3,10 @@
 The readers count what they leave out in the report's notes ("450 Label Studio keypoints left out: ...",
 "12 CVAT points shapes left out (no area)"); a file holding only such things used to be refused as holding
 "no object", which sent the user looking for a broken file rather than at what is not imported. Some
-kinds get a hint naming the way to a file that trains: the tool's own export of that kind.
+kinds get a hint naming the way to a file that trains: the tool's own export of that kind. Only kinds
+that are not imported are listed: a note of things of an imported kind left out for where they are or
+what was chosen (shapes outside a video's view, cancelled annotations, repeated lines, classes not in
+--classes) says nothing of what the file holds.
 """
 
 from __future__ import annotations
@@ -28,10 +31,20 @@ _HINTS = (
 )
 
 
+# words of notes counting things of an imported kind left out (not a kind that is not imported)
+_NOT_KINDS = ("outside the view", "cancelled annotations", "repeated lines", "not in --classes",
+              "deleted objects", "already holds", "__ignore__ shapes")
+
+
+def _a_kind(what: str) -> bool:
+    """Whether note ``what`` counts things of a kind that is not imported (see the module docstring)."""
+    return "left out" in what and not any(words in what for words in _NOT_KINDS)
+
+
 def left_out_line(report: Report) -> Optional[str]:
     """"the file holds only what is not imported: N what, ...; hint" from the report's notes of things left
     out; None when none were."""
-    left = [(what, n) for what, n in sorted(report.notes.items()) if "left out" in what]
+    left = [(what, n) for what, n in sorted(report.notes.items()) if _a_kind(what)]
     if not left:
         return None
     hints = [hint for words, hint in _HINTS if any(words in what for what, _ in left)]
