@@ -189,7 +189,8 @@ def test_cvat_skeleton_label_pairs_with_the_box_of_another_label_in_its_group(tm
     """CVAT's real layout: a skeleton label draws only skeletons, so a person is a 'person' box grouped
     with a 'critter' skeleton. They were paired only within one label: two boxes without keypoints beside
     two skeletons boxed by their points (4 instances in 2 classes). Now one instance per group, of the
-    box's class, which carries the skeleton's set in <meta>'s order; the skeleton label is no class. A
+    box's class, which carries the skeleton's set in <meta>'s order; the skeleton label stays <meta>'s
+    class without instances (splits converted apart number alike), said in one line. A
     group holding two regions of other labels pairs none: the skeleton is written apart, said once."""
     _png(tmp_path / "a.png")
     meta = _META.replace("<labels>", "<labels><label><name>person</name><type>rectangle</type></label>"
@@ -205,13 +206,16 @@ def test_cvat_skeleton_label_pairs_with_the_box_of_another_label_in_its_group(tm
     out = tmp_path / "o.json"
     assert main(["convert-data", "--from", "cvat", str(tmp_path), "--output", str(out)]) == 0
     coco = _read(out)
-    assert coco["categories"] == [{"id": 1, "name": "person", "keypoints": ["head", "neck", "tail"],
-                                   "skeleton": [[1, 2], [2, 3]]}, {"id": 2, "name": "bag"}]
+    kp_set = {"keypoints": ["head", "neck", "tail"], "skeleton": [[1, 2], [2, 3]]}
+    assert coco["categories"] == [{"id": 1, "name": "person", **kp_set}, {"id": 2, "name": "bag"},
+                                  {"id": 3, "name": "critter", **kp_set}]
     first, second = coco["annotations"]
     assert first["bbox"] == [2.0, 3.0, 18.0, 22.0] and first["category_id"] == 1
     assert first["keypoints"] == [5.0, 6.0, 2, 0.0, 0.0, 0, 15.0, 20.0, 2]
     assert second["keypoints"] == [30.0, 4.0, 2, 30.5, 11.5, 2, 0.0, 0.0, 0]
-    assert "boxed by their keypoints" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "boxed by their keypoints" not in err
+    assert "skeleton label(s) critter: every skeleton went onto the region grouped with it" in err
     # a group with a person and a bag box: which one the skeleton is is unknown
     image = image.replace('<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>',
                           '<box label="person" xtl="22" ytl="2" xbr="40" ybr="30" group_id="2"></box>'

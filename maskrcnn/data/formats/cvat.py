@@ -509,10 +509,17 @@ def read_cvat(xml_path: Path, *, builder: CocoBuilder, report: Report, split: Op
     nested = sum(_convert_image(el, index, xml_name=xml_name, builder=builder, report=report, roots=roots,
                                 listings=listings, adopted=adopted)
                  for index, el in enumerate(images))
-    # declared once the images are read: a skeleton label whose skeletons all went onto regions of
-    # another label (a person box's person_pose skeleton) is no class (``cvat_skeletons``)
+    # a skeleton label whose skeletons all went onto regions of another label (a person box's person_pose
+    # skeleton) stays the class <meta> makes it, without instances: whether a file's skeletons are
+    # grouped must not renumber the classes of a split converted apart (``cvat_skeletons``)
     paired_only = paired_only_labels(skeletons, adopted, builder)
-    declared = [name for name in declared_labels(root) if nfc(name) not in paired_only]
+    if paired_only and builder.fixed is None:
+        report.tell_once("cvat_paired_only", xml_name,
+                         f"skeleton label(s) {', '.join(sorted(paired_only))}: every skeleton went onto the "
+                         "region grouped with it, whose class carries the keypoints; kept as class(es) "
+                         "without instances, as <meta> lists them, so that every split numbers the classes "
+                         "alike (--classes with the region classes leaves them out)")
+    declared = declared_labels(root)
     builder.declare(declared)
     _tell_label_order(declared, report=report, where=xml_name)
     ordered = {nfc(name) for name, (points, _) in skeletons.items() if points}

@@ -15,8 +15,9 @@ The file:
 - A skeleton with a non-zero ``group_id`` shared by one region (``<box>``, polygon, mask) is that region's
   instance, whatever the region's label: in CVAT a skeleton label draws only skeletons, so a person is a
   ``person`` box grouped with a ``person_pose`` skeleton. The instance is of the region's class, its box
-  and mask the region's, and the class carries the skeleton label's keypoint set (the skeleton label is
-  then no class of its own unless some of its skeletons pair with no region). A group holding several
+  and mask the region's, and the class carries the skeleton label's keypoint set (the skeleton label stays
+  the class ``<meta>`` makes it, without instances when every skeleton paired, so that splits converted
+  apart number their classes alike; said in one line). A group holding several
   regions pairs the skeleton with the one of its own label when there is exactly one; else which region
   it belongs to is unknown, and it is written as an instance of its own, counted and said once. Two
   skeletons in one region's group: the second is skipped, which one is the region's being unknown; a
@@ -212,8 +213,8 @@ def add_skeleton(builder: CocoBuilder, image_id: int, el: ET.Element, label: str
 
 
 def paired_only_labels(skeletons: dict, adopted: dict, builder: CocoBuilder) -> set:
-    """The skeleton labels that are no class of the file: every skeleton of theirs paired with a region
-    of another label (``adopted``'s values with no instance of their own)."""
+    """The skeleton labels without an instance of their own: every skeleton of theirs paired with a region
+    of another label (``adopted``'s values); said, as they stay classes."""
     met = {ann["_label"] for ann in builder.annotations}
     return {nfc(s) for s in skeletons if nfc(s) in adopted.values() and nfc(s) not in met}
 
