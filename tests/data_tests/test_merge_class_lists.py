@@ -63,6 +63,21 @@ def test_split_keeps_the_class_lists_as_written(tmp_path, capsys):
                    for img in data["images"])
 
 
+def _merge_kp_and_other(tmp_path, kp: dict, other: dict) -> dict:
+    """merge-data of ``kp`` (an image k.png) and ``other`` (an image n.png) written as kp.json and
+    other.json, both 16x16 images in one folder; the merged COCO dict (also in merged.json)."""
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for name in ("k.png", "n.png"):
+        Image.new("RGB", (16, 16), (90, 0, 0)).save(folder / name)
+    for name, coco in (("kp", kp), ("other", other)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    out = tmp_path / "merged.json"
+    assert main(["merge-data", f"{tmp_path / 'kp.json'}:{folder}", f"{tmp_path / 'other.json'}:{folder}",
+                 "--output", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
 def test_persons_of_a_source_without_keypoints_get_none_labelled_and_evaluate(tmp_path, recwarn):
     """Before: the other source's persons had neither keypoints nor num_keypoints, and pycocotools'
     keypoint COCOeval stopped on KeyError 'num_keypoints'."""
@@ -72,21 +87,13 @@ def test_persons_of_a_source_without_keypoints_get_none_labelled_and_evaluate(tm
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    folder = tmp_path / "img"
-    folder.mkdir()
-    for name in ("k.png", "n.png"):
-        Image.new("RGB", (16, 16), (90, 0, 0)).save(folder / name)
     kp = {"images": [{"id": 1, "file_name": "k.png", "height": 16, "width": 16}],
           "annotations": [dict(_ann(1, 1, 1), keypoints=[4, 4, 2, 8, 8, 2], num_keypoints=2)],
           "categories": [{"id": 1, "name": "person", "keypoints": ["a", "b"], "skeleton": [[1, 2]]}]}
     plain = {"images": [{"id": 1, "file_name": "n.png", "height": 16, "width": 16}],
              "annotations": [_ann(1, 1, 1)], "categories": [{"id": 1, "name": "person"}]}
-    for name, coco in (("kp", kp), ("plain", plain)):
-        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    anns = _merge_kp_and_other(tmp_path, kp, plain)["annotations"]
     out = tmp_path / "merged.json"
-    assert main(["merge-data", f"{tmp_path / 'kp.json'}:{folder}", f"{tmp_path / 'plain.json'}:{folder}",
-                 "--output", str(out)]) == 0
-    anns = json.loads(out.read_text())["annotations"]
     assert anns[1]["keypoints"] == [0] * 6 and anns[1]["num_keypoints"] == 0
     assert anns[0]["keypoints"] == [4, 4, 2, 8, 8, 2] and anns[0]["num_keypoints"] == 2
     with contextlib.redirect_stdout(io.StringIO()):
@@ -114,22 +121,14 @@ def test_classes_without_keypoints_get_no_keypoint_fields_and_keypoint_ap_scores
 
     from maskrcnn.engine.evaluator import evaluate_results_file
 
-    folder = tmp_path / "img"
-    folder.mkdir()
-    for name in ("k.png", "n.png"):
-        Image.new("RGB", (16, 16), (90, 0, 0)).save(folder / name)
     kp = {"images": [{"id": 1, "file_name": "k.png", "height": 16, "width": 16}],
           "annotations": [dict(_ann(1, 1, 1), keypoints=[4, 4, 2, 8, 8, 2], num_keypoints=2), _ann(2, 1, 2)],
           "categories": [{"id": 1, "name": "person", "keypoints": ["a", "b"], "skeleton": [[1, 2]]},
                          {"id": 2, "name": "car"}]}
     cars = {"images": [{"id": 1, "file_name": "n.png", "height": 16, "width": 16}],
             "annotations": [_ann(1, 1, 1)], "categories": [{"id": 1, "name": "car"}]}
-    for name, coco in (("kp", kp), ("cars", cars)):
-        (tmp_path / f"{name}.json").write_text(json.dumps(coco))
+    merged = _merge_kp_and_other(tmp_path, kp, cars)
     out = tmp_path / "merged.json"
-    assert main(["merge-data", f"{tmp_path / 'kp.json'}:{folder}", f"{tmp_path / 'cars.json'}:{folder}",
-                 "--output", str(out)]) == 0
-    merged = json.loads(out.read_text())
     car = next(c["id"] for c in merged["categories"] if c["name"] == "car")
     assert [("keypoints" in a, "num_keypoints" in a) for a in merged["annotations"]
             if a["category_id"] == car] == [(False, False)] * 2
