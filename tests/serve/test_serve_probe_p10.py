@@ -216,3 +216,25 @@ def test_the_exit_status_after_uvicorn_returns_names_the_signal(capsys):
     assert exit_status_after([signal.SIGTERM]) == 143
     assert capsys.readouterr().err == "maskrcnn serve: stopped by SIGTERM\n"
 
+
+def test_the_server_records_the_signals_uvicorn_hands_it_and_exits_by_them(capsys):
+    import signal
+
+    import uvicorn
+
+    from maskrcnn.commands.serve import exit_status_after, signal_recording_server
+
+    server = signal_recording_server(uvicorn, uvicorn.Config(app=None))
+    with server.capture_signals():  # what Server.run wraps its serving in
+        assert signal.getsignal(signal.SIGINT) == server.handle_exit  # the hook uvicorn calls
+    assert server.signals == [] and exit_status_after(server.signals) == 0
+    server.handle_exit(signal.SIGINT, None)
+    assert server.should_exit and not server.force_exit  # uvicorn's own handling, kept
+    server.handle_exit(signal.SIGINT, None)  # a second Ctrl-C while shutting down: forced
+    assert server.force_exit and server.signals == [signal.SIGINT, signal.SIGINT]
+    assert exit_status_after(server.signals) == 130
+    said = capsys.readouterr().err
+    assert said == "maskrcnn serve: stopped by Ctrl-C (SIGINT), then at once by a second signal\n"
+    server = signal_recording_server(uvicorn, uvicorn.Config(app=None))
+    server.handle_exit(signal.SIGTERM, None)
+    assert exit_status_after(server.signals) == 143
