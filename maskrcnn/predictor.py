@@ -445,6 +445,7 @@ class Predictor:
         self.tta = as_tta_options(tta)
         self._tta_noted = set()  # the TTA size notes said ("enlarged", "shrunk"), each once per predictor
         self._tile_cap_warned = False  # tiling.cap_note said (once per predictor)
+        self._tile_caps = ()  # tile_caps: the last call's, per image
         self._tile_count_warned = False  # tiling.tile_count_note said (once per predictor)
         self._tta_flip_map = None  # the keypoint set's left <-> right map for mirrored passes
         if self.tta is not None and self.tta.flip and cfg.model.roi_heads.keypoint_on:
@@ -784,12 +785,23 @@ class Predictor:
             raise TypeError(
                 f"images: expected an image or an iterable of images, got {type(images).__name__}")
         images = list(images)
-        out = []
+        out, caps = [], []
         for start in range(0, len(images), self.window):
             chunk = images[start : start + self.window]
             loaded = [self.load(im, start + i, channels=channels) for i, im in enumerate(chunk)]
             out.extend(self._predict_loaded(loaded))  # load() checked each image
+            caps.extend(self._tile_caps)
+        self._tile_caps = tuple(caps)  # the whole call's, not its last window's
         return out
+
+    @property
+    def tile_caps(self) -> tuple:
+        """Per image of the last call (``__call__``, ``predict_tensors``; ``predict_files``: of the last
+        list it yielded), in input order: a ``tiling.TileCap`` for an image whose tiled merge found more
+        detections than ``detections_per_image`` (the best of them were kept), else None. The warning
+        of it is said for the first such image only; this tells every one (the server tells each
+        client its own). One record per predictor: read it in the thread that called."""
+        return self._tile_caps
 
     def predict_files(self, paths: Sequence[Union[str, os.PathLike]], *, on_error=None) -> Iterator[list]:
         """Read image files and predict, ``window`` files at a time: yields per window a list of
@@ -843,6 +855,7 @@ class Predictor:
         # A caller's own torch.autocast block is switched off for the whole call (the model's layers, the
         # mask pasting, on the CPU and the model's device): ``dtype`` alone chooses the precision
         # (``_low_precision`` switches its own back on inside).
+        caps = [None] * len(images)
         with _eval_mode(self.model), torch.autocast("cpu", enabled=False), \
                 torch.autocast(self.device.type, enabled=False):
             if self.tta is not None:
@@ -856,8 +869,10 @@ class Predictor:
                 out = [None] * len(images)
                 for i, det in zip(whole, self._predict_whole([images[i] for i in whole])):
                     out[i] = det
-                out = [det if det is not None else self._predict_tiled(images[i])
-                       for i, det in enumerate(out)]
+                for i, det in enumerate(out):
+                    if det is None:
+                        out[i], caps[i] = self._predict_tiled(images[i])
+        self._tile_caps = tuple(caps)
         # a class without keypoints (a ball beside the critters) gets none: its rows zeroed, shapes kept
         from maskrcnn.data.keypoint_classes import without_foreign_keypoints
 
@@ -1059,10 +1074,11 @@ class Predictor:
                 scale.append((a, resize_image(image, min_size=aug.min_size, max_size=aug.max_size,
                                               method=self.resize_method)))
 
-    def _predict_tiled(self, image: torch.Tensor) -> dict:
+    def _predict_tiled(self, image: torch.Tensor) -> tuple:
         """One image larger than a tile: its tiles (``batch_size`` per forward) and, with
         ``full_image``, the whole image (a forward of its own: a batch-mate of another size would pad
-        it), merged (``engine.tiling``). Masks stay box-local until the output is made."""
+        it), merged (``engine.tiling``). Masks stay box-local until the output is made. Returns the
+        detections and the merge's ``tiling.TileCap`` (None: all kept)."""
         from maskrcnn.data.transforms import resize_image
         from maskrcnn.engine import tiling
 
@@ -1101,8 +1117,9 @@ class Predictor:
             merged = tiling.merge_detections(tiling.concat_pools(pools), match_thresh=tile.match_thresh,
                                              edge_margin=tile.edge_margin,
                                              mask_resolution=2 * self.cfg.model.roi_heads.mask_pool_size)
-            note = tiling.cap_note(merged["boxes"].shape[0], self.detections_per_image, (height, width),
-                                   onnx=_is_onnx_model(self.model))
+            found, onnx = merged["boxes"].shape[0], _is_onnx_model(self.model)
+            cap = tiling.tile_cap(found, self.detections_per_image, (height, width), onnx=onnx)
+            note = tiling.cap_note(found, self.detections_per_image, (height, width), onnx=onnx)
             if note and not self._tile_cap_warned:  # once: every large image of a folder may reach it
                 self._tile_cap_warned = True
                 warnings.warn(note, stacklevel=3)
@@ -1116,7 +1133,7 @@ class Predictor:
                 else:
                     out["masks"] = tiling.local_masks_to_dense(merged["origins"], merged["bitmaps"],
                                                                (height, width))
-        return out
+        return out, cap
 
     def _resize_tile(self, crop: torch.Tensor) -> torch.Tensor:
         """A tile (3, th, tw) as the model sees it: the usual resize, or ``tile.scale`` times its size."""

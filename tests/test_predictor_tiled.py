@@ -17,7 +17,7 @@ from maskrcnn.cli import main
 from maskrcnn.config import PRESETS, apply_overrides
 from maskrcnn.data.coco_results import detections_to_coco_results
 from maskrcnn.data.mask_codec import masks_to_rles
-from maskrcnn.engine.tiling import TileOptions
+from maskrcnn.engine.tiling import TileCap, TileOptions
 from maskrcnn.predictor import Predictor
 
 # tiny forwards: extra intra-op threads only add synchronisation (see tests/conftest.py)
@@ -243,6 +243,24 @@ def test_a_tiled_image_over_detections_per_image_says_how_many_were_dropped_once
     assert len(notes) == 1  # said for the first image only
     assert "1280x960 image kept the best 2 of 3 detections (1 dropped at model.roi_heads." \
            "detections_per_image = 2); raise it with --set model.roi_heads.detections_per_image=4" in notes[0]
+
+
+def test_tile_caps_tell_every_cut_image_of_the_last_call_though_the_warning_is_said_once():
+    image, _ = _scene()
+    small = torch.full((3, 200, 300), 0.5)  # one tile: predicted whole, no merge to cut
+    predictor = _stub_predictor(tile=TileOptions(size=320, overlap=0.25), batch_size=4)
+    assert predictor.tile_caps == ()
+    predictor.detections_per_image = 2
+    with pytest.warns(UserWarning, match="kept the best 2 of 3"):
+        predictor([image, small, image])  # windows of one image each: the whole call is told
+    cut = TileCap(kept=2, found=3, height=960, width=1280)
+    assert predictor.tile_caps == (cut, None, cut)
+    assert predictor.predict_tensors([small]) and predictor.tile_caps == (None,)  # the last call's only
+    predictor.detections_per_image = 3
+    predictor.predict_tensors([image])
+    assert predictor.tile_caps == (None,)  # all 3 kept
+    with pytest.raises(AttributeError):
+        predictor.tile_caps = ()  # read-only: the predictor's record
 
 
 def test_predict_command_refuses_int8_without_calibration_before_any_tile_warning(checkpoint, tmp_path,

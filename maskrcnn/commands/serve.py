@@ -299,12 +299,30 @@ def _serve(args: argparse.Namespace, sock: socket.socket, create_app, uvicorn, f
         max_connections=args.max_connections,
         log_level="info",
     )
-    server = uvicorn.Server(config)
+    server = signal_recording_server(uvicorn, config)
     server.run(sockets=[sock])
     # uvicorn raises a stopping signal again once it has shut down (Ctrl-C: KeyboardInterrupt, 130;
     # SIGTERM: 143), but not after a forced stop (a second Ctrl-C while shutting down), which returned here
     # and exited 0, as if the server had ended of itself
-    return exit_status_after(getattr(server, "_captured_signals", []))
+    return exit_status_after(server.signals)
+
+
+def signal_recording_server(uvicorn, config):
+    """A ``uvicorn.Server`` for ``config`` that records the stopping signals it handles, in order, in
+    ``signals`` (``exit_status_after``'s input): ``handle_exit`` is the hook uvicorn installs for them
+    (``Server.capture_signals``); uvicorn's own handling follows unchanged. ``uvicorn``: the module
+    (imported by the caller: the ``serve`` extra is optional)."""
+
+    class SignalRecordingServer(uvicorn.Server):
+        def __init__(self, config):
+            super().__init__(config)
+            self.signals = []
+
+        def handle_exit(self, sig, frame):
+            self.signals.append(sig)
+            super().handle_exit(sig, frame)
+
+    return SignalRecordingServer(config)
 
 
 def exit_status_after(signals) -> int:

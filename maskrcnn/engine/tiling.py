@@ -56,7 +56,8 @@ Merging (``merge_detections``), class by class, never across classes:
   the **union** of their masks, the box enclosing their boxes, the highest score, each keypoint from
   the piece most sure of it; the union is then the only view of the whole object there is.
 - At the end the best ``detections_per_image`` by score are kept (``cap_note``: the Predictor says
-  once when that drops detections, and how to raise it).
+  once when that drops detections, and how to raise it; ``tile_cap``: the same facts as numbers, which
+  the Predictor records per image, ``Predictor.tile_caps``).
 
 The overlap must share at least one pixel (``TileOptions`` refuses less: a cut object's pieces are
 matched only there, so none would ever join); under ``MIN_OVERLAP_PIXELS`` it is worth a warning
@@ -87,7 +88,8 @@ import torch
 __all__ = [
     "TileOptions", "TooManyTiles", "MIN_OVERLAP_PIXELS", "overlap_note", "as_tile_options", "axis_starts",
     "axis_count", "check_tile_count", "MANY_TILES", "tile_count_note", "tile_grid",
-    "cut_flags", "local_masks", "shift_to_image", "concat_pools", "merge_detections", "cap_note",
+    "cut_flags", "local_masks", "shift_to_image", "concat_pools", "merge_detections", "TileCap",
+    "tile_cap", "cap_note",
     "top_detections",
     "local_masks_to_dense", "local_masks_to_rles",
 ]
@@ -401,21 +403,58 @@ def _select(pool: dict, keep: torch.Tensor) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class TileCap:
+    """A tiled image whose merge found more detections than it may return: the best ``kept``
+    (``model.roi_heads.detections_per_image``) of ``found`` were kept, for an image of ``height`` x
+    ``width``; ``onnx``: the cap is fixed in an exported graph (no override raises it). The facts behind
+    ``cap_note``'s warning, for a caller (the server) to tell its own user without reading the words."""
+
+    kept: int
+    found: int
+    height: int
+    width: int
+    onnx: bool = False
+
+    @property
+    def dropped(self) -> int:
+        return self.found - self.kept
+
+    @property
+    def advised(self) -> int:
+        """The ``detections_per_image`` the notes advise: all found, and at least twice the cap."""
+        return max(self.found, 2 * self.kept)
+
+    @property
+    def facts(self) -> str:
+        """What happened, in words (no advice: that depends on who is told)."""
+        return (f"tiled prediction of a {self.width}x{self.height} image kept the best {self.kept} of "
+                f"{self.found} detections ({self.dropped} dropped at model.roi_heads.detections_per_image "
+                f"= {self.kept})")
+
+
+def tile_cap(found: int, kept: int, image_hw: Sequence[int], *, onnx: bool = False) -> Optional[TileCap]:
+    """The cap's facts when the merge of an H x W image found more detections than the ``kept`` it may
+    return, else None."""
+    if found <= kept:
+        return None
+    return TileCap(kept=int(kept), found=int(found), height=int(image_hw[0]), width=int(image_hw[1]),
+                   onnx=bool(onnx))
+
+
 def cap_note(found: int, kept: int, image_hw: Sequence[int], *, onnx: bool = False) -> str:
     """A warning's text when the merge of an H x W image found more detections than the ``kept`` it may
     return (``model.roi_heads.detections_per_image``), else '': tiling is for images of many small
-    objects, where a cap of 100 silently loses most of them."""
-    if found <= kept:
+    objects, where a cap of 100 silently loses most of them. Its facts are ``tile_cap``'s."""
+    cap = tile_cap(found, kept, image_hw, onnx=onnx)
+    if cap is None:
         return ""
-    more = max(found, 2 * kept)
     # an ONNX file refuses overrides: the cap is fixed in its graph
     fix = (f"an ONNX file has it fixed: export the checkpoint again with --set "
-           f"model.roi_heads.detections_per_image={more}" if onnx else
-           f"raise it with --set model.roi_heads.detections_per_image={more} (Predictor: "
+           f"model.roi_heads.detections_per_image={cap.advised}" if onnx else
+           f"raise it with --set model.roi_heads.detections_per_image={cap.advised} (Predictor: "
            "overrides={'model.roi_heads.detections_per_image': N})")
-    return (f"tiled prediction of a {int(image_hw[1])}x{int(image_hw[0])} image kept the best {kept} of "
-            f"{found} detections ({found - kept} dropped at model.roi_heads.detections_per_image = {kept}); "
-            f"{fix}; said for the first such image only")
+    return f"{cap.facts}; {fix}; said for the first such image only"
 
 
 def top_detections(pool: dict, k: int) -> dict:

@@ -631,47 +631,31 @@ def run_by_size(predict_tensors, images: list) -> list:
 # The key of a detections dict the batch worker adds: notes for that image's client (popped by the handler).
 NOTES_KEY = "serve_notes"
 
-# tiling.cap_note's facts, read back from the Predictor's warning (its advice is for a Python caller)
-_CAP_FACTS = re.compile(r"(tiled prediction of a \d+x\d+ image kept the best (\d+) of (\d+) detections "
-                        r"\([^)]*\))")
 
-
-def _cap_note_for_client(text: str) -> Optional[str]:
-    """The answer's note for the Predictor's tiling cap warning (None for another warning): its facts,
-    and what the server's operator can change (the Predictor's own advice names its Python API)."""
-    found = _CAP_FACTS.match(text)
-    if not found:
-        return None
-    facts, kept, total = found.group(1), int(found.group(2)), int(found.group(3))
-    more = max(total, 2 * kept)
-    if "ONNX" in text:
+def _cap_note_for_client(cap) -> str:
+    """The answer's note for an image whose tiled merge was cut at ``detections_per_image``
+    (``tiling.TileCap``): its facts, and what the server's operator can change (the Predictor's own
+    warning advises its Python API, and is said once per process, in the server's log)."""
+    if cap.onnx:
         fix = ("the cap is fixed in this server's ONNX model: export the checkpoint again with --set "
-               f"model.roi_heads.detections_per_image={more} and serve that")
+               f"model.roi_heads.detections_per_image={cap.advised} and serve that")
     else:
         fix = (f"to keep more, the server must be started with --set "
-               f"model.roi_heads.detections_per_image={more}")
-    return f"{facts}; {fix}"
+               f"model.roi_heads.detections_per_image={cap.advised}")
+    return f"{cap.facts}; {fix}"
 
 
 def _run_batch(predictor, images: list) -> list:
     """The batch worker's ``run_batch``: ``run_by_size``; with tiling, one image per call, so that each
-    image whose merge is cut at ``detections_per_image`` gets its note (``NOTES_KEY``): the Predictor warns
-    of it once per process, in the server's log only."""
+    image whose merge is cut at ``detections_per_image`` (``Predictor.tile_caps``) gets its note
+    (``NOTES_KEY``): the Predictor warns of it once per process, in the server's log only."""
     if getattr(predictor, "tile", None) is None:
         return run_by_size(predictor.predict_tensors, images)
     out = []
     for image in images:
-        if hasattr(predictor, "_tile_cap_warned"):
-            predictor._tile_cap_warned = False  # its "said once" is per process; each client needs its own
-        with caught_here() as caught:
-            (det,) = run_by_size(predictor.predict_tensors, [image])
-        notes = []
-        for w in caught:  # logged as ever, and the cap told to the client
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-            note = _cap_note_for_client(str(w.message))
-            if note:
-                notes.append(note)
-        out.append({**det, NOTES_KEY: notes})
+        (det,) = run_by_size(predictor.predict_tensors, [image])
+        (cap,) = predictor.tile_caps  # this call's one image
+        out.append({**det, NOTES_KEY: [] if cap is None else [_cap_note_for_client(cap)]})
     return out
 
 

@@ -6,6 +6,7 @@ import torch
 
 from maskrcnn.data.mask_codec import masks_to_rles
 from maskrcnn.engine.tiling import (
+    TileCap,
     TileOptions,
     TooManyTiles,
     as_tile_options,
@@ -19,6 +20,7 @@ from maskrcnn.engine.tiling import (
     merge_detections,
     overlap_note,
     shift_to_image,
+    tile_cap,
     tile_grid,
     top_detections,
 )
@@ -373,6 +375,18 @@ def test_the_cap_note_says_how_many_were_dropped_and_the_key():
     note = cap_note(241, 100, (900, 1200))
     assert "1200x900 image kept the best 100 of 241 detections (141 dropped" in note
     assert "--set model.roi_heads.detections_per_image=241" in note
+
+
+def test_tile_cap_holds_the_facts_the_cap_note_tells():
+    assert tile_cap(100, 100, (900, 1200)) is None  # nothing dropped: no cap to tell
+    cap = tile_cap(241, 100, (900, 1200), onnx=True)
+    assert cap == TileCap(kept=100, found=241, height=900, width=1200, onnx=True)
+    assert (cap.dropped, cap.advised) == (141, 241)
+    assert tile_cap(150, 100, (9, 12)).advised == 200  # at least twice the cap
+    # the warning is these facts and its advice: a caller reads the numbers, not the words
+    assert cap_note(241, 100, (900, 1200), onnx=True).startswith(cap.facts + "; ")
+    assert cap.facts == ("tiled prediction of a 1200x900 image kept the best 100 of 241 detections "
+                         "(141 dropped at model.roi_heads.detections_per_image = 100)")
 
 
 def test_too_many_tiles_is_counted_under_its_own_reason():

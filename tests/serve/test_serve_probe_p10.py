@@ -153,6 +153,28 @@ def test_notes_tell_a_tiny_image_and_a_tiled_answer_cut_at_the_cap_for_every_ima
                              "unreliable (objects found in a few blown-up pixels)"]
 
 
+def test_the_cap_note_reaches_the_client_whatever_the_warning_says(serve_checkpoint, monkeypatch):
+    from maskrcnn.engine import tiling
+    from maskrcnn.predictor import Predictor
+    from maskrcnn.serve.app import NOTES_KEY, _run_batch
+
+    tiled = Predictor.from_weights(serve_checkpoint, device="cpu", optimise=False, masks="rle", tile=64,
+                                   batch_size=4, overrides={"model.roi_heads.detections_per_image": 2})
+    # the warning reworded, its facts the same: the client's note is made from the facts, not the words
+    monkeypatch.setattr(tiling, "cap_note", lambda *args, **kwargs: "some detections were left out")
+    image = torch.from_numpy(_noise(3, 70, 80)).permute(2, 0, 1).contiguous()  # uint8, as queued
+    with pytest.warns(UserWarning, match="some detections were left out"):  # the log: once, as predict
+        runs = [_run_batch(tiled, [image]) for _ in range(2)]
+    for (det,) in runs:  # each client is told
+        assert len(det[NOTES_KEY]) == 1, det[NOTES_KEY]
+        cap = tiled.tile_caps[0]
+        assert det["boxes"].shape[0] == 2 and cap.kept == 2 and cap.found > 2
+        assert det[NOTES_KEY] == [
+            f"tiled prediction of a 80x70 image kept the best 2 of {cap.found} detections "
+            f"({cap.found - 2} dropped at model.roi_heads.detections_per_image = 2); to keep more, the "
+            f"server must be started with --set model.roi_heads.detections_per_image={max(cap.found, 4)}"]
+
+
 @pytest.fixture
 def gated_server(start_server):
     from serve_helpers import GatedPredictor
@@ -193,3 +215,26 @@ def test_the_exit_status_after_uvicorn_returns_names_the_signal(capsys):
     assert said == "maskrcnn serve: stopped by Ctrl-C (SIGINT), then at once by a second signal\n"
     assert exit_status_after([signal.SIGTERM]) == 143
     assert capsys.readouterr().err == "maskrcnn serve: stopped by SIGTERM\n"
+
+
+def test_the_server_records_the_signals_uvicorn_hands_it_and_exits_by_them(capsys):
+    import signal
+
+    import uvicorn
+
+    from maskrcnn.commands.serve import exit_status_after, signal_recording_server
+
+    server = signal_recording_server(uvicorn, uvicorn.Config(app=None))
+    with server.capture_signals():  # what Server.run wraps its serving in
+        assert signal.getsignal(signal.SIGINT) == server.handle_exit  # the hook uvicorn calls
+    assert server.signals == [] and exit_status_after(server.signals) == 0
+    server.handle_exit(signal.SIGINT, None)
+    assert server.should_exit and not server.force_exit  # uvicorn's own handling, kept
+    server.handle_exit(signal.SIGINT, None)  # a second Ctrl-C while shutting down: forced
+    assert server.force_exit and server.signals == [signal.SIGINT, signal.SIGINT]
+    assert exit_status_after(server.signals) == 130
+    said = capsys.readouterr().err
+    assert said == "maskrcnn serve: stopped by Ctrl-C (SIGINT), then at once by a second signal\n"
+    server = signal_recording_server(uvicorn, uvicorn.Config(app=None))
+    server.handle_exit(signal.SIGTERM, None)
+    assert exit_status_after(server.signals) == 143
