@@ -16,30 +16,32 @@ def _write(tmp_path, results, name="res.json"):
     return res
 
 
-def test_unknown_ids_mixed_with_file_names_name_only_the_unknown(tmp_path):
-    # it said "image ids 999, im2.png are not in the ground truth (neither as ids nor as file names of
-    # its images)" although im2.png is image 2's file name
+def _refusal_with_image_ids(tmp_path, image_ids: dict):
+    """The ground truth's own annotations as results, with ``image_ids`` ({record index: image_id})
+    written over theirs; the results file and the message ``evaluate_results_file`` refuses it with."""
     path, _, data = coco_dataset(tmp_path)
     results = gt_as_results(data)
-    results[0]["image_id"], results[1]["image_id"] = 999, "im1.png"
-    results[2]["image_id"] = results[3]["image_id"] = "im2.png"
+    for index, image_id in image_ids.items():
+        results[index]["image_id"] = image_id
     res = _write(tmp_path, results)
     with pytest.raises(ValueError) as e:
         evaluate_results_file(path, res)
+    return res, str(e.value)
+
+
+def test_unknown_ids_mixed_with_file_names_name_only_the_unknown(tmp_path):
+    # it said "image ids 999, im2.png are not in the ground truth (neither as ids nor as file names of
+    # its images)" although im2.png is image 2's file name
+    res, message = _refusal_with_image_ids(tmp_path, {0: 999, 1: "im1.png", 2: "im2.png", 3: "im2.png"})
     # mostly file names (2 of 3 values, none an id): read so, the one value of no image named
-    assert str(e.value) == (f"{res}: image_id read as file names (2 of its 3 values name one image of the "
+    assert message == (f"{res}: image_id read as file names (2 of its 3 values name one image of the "
                             "ground truth by file name, base name or stem; none is an id of its images), but "
                             "999 names none of its images: predictions of images it does not list?")
 
 
 def test_unknown_ids_beside_more_ids_than_file_names_name_only_the_unknown(tmp_path):
-    path, _, data = coco_dataset(tmp_path)
-    results = gt_as_results(data)
-    results[0]["image_id"], results[1]["image_id"] = 999, "im1.png"  # ids 2 and 2 beside them
-    res = _write(tmp_path, results)
-    with pytest.raises(ValueError) as e:
-        evaluate_results_file(path, res)
-    assert str(e.value) == (f"{res}: image ids 999 are not in the ground truth (neither as ids nor as file "
+    res, message = _refusal_with_image_ids(tmp_path, {0: 999, 1: "im1.png"})  # ids 2 and 2 beside them
+    assert message == (f"{res}: image ids 999 are not in the ground truth (neither as ids nor as file "
                             "names of its images); 1 other value(s) are file names of its images: matched "
                             "by file name only when more values are file names than ids")
 
